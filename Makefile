@@ -1,0 +1,55 @@
+# Developer tasks for daphne. Needs GNU make and a Python 3.10+ interpreter.
+#
+#   make install   create .venv (if missing) and install daphne[tests] editable
+#   make run       serve examples/hello on http://127.0.0.1:8000
+#   make test      ruff lint + format check, then the pytest suite
+#   make format    apply ruff fixes and formatting
+#   make clean     remove build artefacts and tool caches (keeps .venv)
+#   make distclean clean, and remove .venv too
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SRC := daphne tests examples
+HOST ?= 127.0.0.1
+PORT ?= 8000
+APP ?= examples.hello.app:application
+
+.DEFAULT_GOAL := test
+.PHONY: install run test lint format clean distclean
+
+install: $(STAMP)
+
+# Create the virtualenv only when it is missing; an existing one is reused.
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall whenever the packaging metadata changes. The interpreter is an
+# order-only prerequisite so its timestamp never forces a reinstall.
+$(STAMP): setup.py pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[tests]'
+	touch $@
+
+run: install
+	$(BIN)/daphne -b $(HOST) -p $(PORT) $(APP)
+
+lint: install
+	$(BIN)/ruff check $(SRC)
+	$(BIN)/ruff format --check $(SRC)
+
+test: lint
+	$(BIN)/pytest
+
+# Lint fixes first (e.g. import sorting), then formatting, so the result is
+# already in its final formatted shape.
+format: install
+	$(BIN)/ruff check --fix $(SRC)
+	$(BIN)/ruff format $(SRC)
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .hypothesis .ruff_cache .tox
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

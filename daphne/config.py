@@ -1,0 +1,128 @@
+"""Every default, limit and timeout of the server, in one validated object.
+
+The command line, :class:`daphne.server.Server` and the test helpers all build a
+:class:`Config`, so a default can only be changed here and cannot drift between
+them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, TextIO
+
+#: Signature of the access log hook: ``(protocol, action, details)``.
+AccessLogger = Callable[[str, str, dict], None]
+
+MiB = 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """A configuration value makes no sense; the message names the option."""
+
+
+@dataclass
+class Config:
+    """Server settings. Times are in seconds; ``None`` means "no limit"."""
+
+    # -- HTTP ------------------------------------------------------------
+    #: A request without a complete response after this long gets a 503.
+    http_timeout: float | None = None
+    #: A request head (request line and headers) must arrive within this long
+    #: of its first byte, or the client gets 408: stops slowloris-style drips.
+    request_head_timeout: float = 10.0
+    #: An idle keep-alive connection (no request in progress) is closed after this.
+    keep_alive_timeout: float = 5.0
+    #: Largest request head in bytes; larger heads get 431.
+    max_request_head_size: int = 64 * 1024
+    #: Most header lines in one request; more get 431.
+    max_request_headers: int = 100
+    #: Largest request body in bytes (``None``: no limit); larger bodies get 413.
+    max_request_body_size: int | None = None
+    #: Requests queued behind the one in progress on a pipelined connection
+    #: before the server stops reading from it.
+    max_pipelined_requests: int = 16
+    #: Value of the ``Server`` response header, or ``None`` to send none.
+    server_name: str | None = "daphne"
+
+    # -- WebSocket -------------------------------------------------------
+    websocket_timeout: float | None = 86400.0
+    websocket_connect_timeout: float | None = 20.0
+    websocket_handshake_timeout: float = 5.0
+    websocket_max_message_size: int = MiB
+    websocket_max_frame_size: int = MiB
+    ping_interval: float = 20.0
+    ping_timeout: float = 30.0
+
+    # -- Application -----------------------------------------------------
+    #: How long an application instance may outlive its connection.
+    application_close_timeout: float = 10.0
+    #: Client events queued for an application instance before reading pauses.
+    max_app_queue: int = 32
+    #: ``auto``, ``on`` or ``off``.
+    lifespan: str = "auto"
+    root_path: str = ""
+
+    # -- Proxies ---------------------------------------------------------
+    #: Header names trusted for the client address, port and scheme; ``None``
+    #: means the header is not trusted.
+    proxy_forwarded_address_header: str | None = None
+    proxy_forwarded_port_header: str | None = None
+    proxy_forwarded_proto_header: str | None = None
+
+    # -- Server ----------------------------------------------------------
+    #: In-flight requests get this long to finish on SIGINT/SIGTERM.
+    shutdown_timeout: float = 10.0
+    verbosity: int = 1
+    access_log: AccessLogger | None = None
+    access_log_stream: TextIO | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some fields changed (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> None:
+        positive = (
+            "request_head_timeout",
+            "keep_alive_timeout",
+            "websocket_handshake_timeout",
+            "ping_timeout",
+            "max_request_head_size",
+            "max_request_headers",
+            "max_app_queue",
+            "max_pipelined_requests",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be greater than 0")
+        non_negative = (
+            "application_close_timeout",
+            "shutdown_timeout",
+            "websocket_max_message_size",
+            "websocket_max_frame_size",
+            "ping_interval",
+        )
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative")
+        if self.http_timeout is not None and self.http_timeout <= 0:
+            raise ConfigError("http_timeout must be greater than 0")
+        if self.max_request_body_size is not None and self.max_request_body_size < 0:
+            raise ConfigError("max_request_body_size must not be negative")
+        if self.lifespan not in ("auto", "on", "off"):
+            raise ConfigError("lifespan must be one of auto, on, off")
+        if self.verbosity not in (0, 1, 2, 3):
+            raise ConfigError("verbosity must be 0, 1 or 2")
+        if self.root_path.endswith("/"):
+            raise ConfigError("root_path must not end with '/'")
+        if self.server_name is not None:
+            value = self.server_name.encode("latin-1", "replace")
+            if not value or any(b < 0x20 or b == 0x7F for b in value):
+                raise ConfigError("server_name must be printable text")
+
+    @property
+    def proxy_headers(self) -> bool:
+        return self.proxy_forwarded_address_header is not None

@@ -1,0 +1,851 @@
+"""HTTP/1.1 connections: llhttp (through httptools) on a Twisted transport.
+
+:class:`HTTPFactory` builds one :class:`HTTP11Protocol` per connection. The
+protocol parses requests, enforces framing and slow-client limits, and writes
+responses; each request becomes an :class:`HTTPRequest`, the object the
+application side talks to. ``HTTPRequest`` knows ASGI response events but not
+HTTP/1.1 framing, so HTTP/2 streams can reuse it later.
+"""
+
+from __future__ import annotations
+
+import enum
+import html
+import logging
+import time
+from collections import deque
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote
+
+import httptools
+from twisted.internet import defer, protocol
+from twisted.internet.interfaces import IPushProducer, ISSLTransport
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from .config import Config
+from .hosts import Event, Host, Instance
+from .utils import (
+    is_valid_header_name,
+    is_valid_header_value,
+    is_valid_host,
+    parse_x_forwarded_for,
+)
+
+logger = logging.getLogger(__name__)
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
+
+STATUS_LINES = {
+    status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode())
+    for status in HTTPStatus
+}
+
+#: Responses that never carry a body (RFC 9110 section 6.4.1).
+NO_BODY_STATUSES = frozenset({204, 304})
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+class HTTPError(Exception):
+    """A request the server refuses; ``status`` is the answer for the client."""
+
+    status = 400
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+
+class RequestTimeout(HTTPError):
+    status = 408
+
+
+class PayloadTooLarge(HTTPError):
+    status = 413
+
+
+class HeadersTooLarge(HTTPError):
+    status = 431
+
+
+class ASGIProtocolError(RuntimeError):
+    """The application sent an event that is not allowed now."""
+
+
+class ResponseState(enum.Enum):
+    """Where a response is; moves only forward."""
+
+    #: Nothing received from the application yet.
+    IDLE = "idle"
+    #: ``http.response.start`` received; the head waits for the first body
+    #: event so that a one-part response can get a ``Content-Length``.
+    HEAD_PENDING = "head pending"
+    #: Head written, more body to come.
+    BODY = "body"
+    #: Response complete.
+    DONE = "done"
+    #: The exchange ended badly (invalid event, timeout): nothing more is sent.
+    FAILED = "failed"
+
+
+_date_cache: list[Any] = [0, b""]
+
+
+def http_date() -> bytes:
+    """The ``Date`` header value, formatted once per second."""
+    now = int(time.time())
+    if now != _date_cache[0]:
+        _date_cache[0] = now
+        _date_cache[1] = formatdate(now, usegmt=True).encode()
+    return _date_cache[1]
+
+
+def error_page(status: int, detail: str = "") -> tuple[bytes, bytes]:
+    """A small HTML page for a status the server produces itself."""
+    phrase = HTTPStatus(status).phrase
+    body = f"<!DOCTYPE html><html><head><title>{status} {phrase}</title></head>"
+    body += f"<body><h1>{status} {phrase}</h1>"
+    if detail:
+        body += f"<p>{html.escape(detail)}</p>"
+    return b"text/html; charset=utf-8", (body + "</body></html>\n").encode()
+
+
+def format_address(address: Any) -> list | None:
+    """``[host, port]`` for an IP address, ``None`` for a UNIX socket."""
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is None or port is None:
+        return None
+    return [host, port]
+
+
+class HTTPRequest:
+    """One request/response exchange, independent of the connection framing.
+
+    It is the :class:`~daphne.hosts.Sink` of its application instance: it
+    checks the application's events against :class:`ResponseState` and hands
+    valid ones to the connection to frame.
+    """
+
+    __slots__ = (
+        "conn",
+        "scope",
+        "instance",
+        "pending",
+        "state",
+        "status",
+        "headers",
+        "keep_alive",
+        "expect_continue",
+        "body_complete",
+        "body_size",
+        "bytes_sent",
+        "length",
+        "no_body",
+        "app_running",
+        "timeout_call",
+    )
+
+    def __init__(
+        self, conn: HTTP11Protocol, scope: dict, keep_alive: bool, expect: bool
+    ) -> None:
+        self.conn = conn
+        self.scope = scope
+        self.instance: Instance | None = None
+        #: Client events that arrived before the instance started (pipelining).
+        self.pending: list[Event] | None = []
+        self.state = ResponseState.IDLE
+        self.status = 0
+        self.headers: list = []
+        self.keep_alive = keep_alive
+        self.expect_continue = expect
+        self.body_complete = False
+        self.body_size = 0
+        self.bytes_sent = 0
+        #: The response's promised Content-Length, or None.
+        self.length: int | None = None
+        #: HEAD requests and 204/304 responses carry no body.
+        self.no_body = scope["method"] == "HEAD"
+        self.app_running = False
+        self.timeout_call: Any = None
+
+    def start(self, host: Host) -> None:
+        self.app_running = True
+        self.instance = instance = host.start(self.scope, self)
+        pending, self.pending = self.pending, None
+        for event in pending:
+            instance.put(event)
+
+    def deliver(self, event: Event) -> bool:
+        """Queue a client event; ``False`` when the instance's queue is full."""
+        if self.instance is None:
+            self.pending.append(event)
+            return True
+        return self.instance.put(event)
+
+    # -- Sink ----------------------------------------------------------------
+
+    def receive_requested(self) -> None:
+        if self.expect_continue:
+            self.expect_continue = False
+            if not self.body_complete and self.state is ResponseState.IDLE:
+                self.conn.write_raw(self, CONTINUE)
+
+    def resume_reading(self) -> None:
+        self.conn.resume_reading("app")
+
+    def handle_reply(self, event: Event) -> None:
+        try:
+            kind = event["type"]
+        except (TypeError, KeyError):
+            self.fail(f"Application sent {event!r}, which is not an ASGI event")
+        state = self.state
+        if kind == "http.response.body" and state in (
+            ResponseState.HEAD_PENDING,
+            ResponseState.BODY,
+        ):
+            body = event.get("body", b"")
+            more = event.get("more_body", False)
+            if type(body) is not bytes:
+                if not isinstance(body, (bytes, bytearray, memoryview)):
+                    self.fail(f"Response body must be bytes, not {type(body).__name__}")
+                body = bytes(body)
+            if self.no_body:
+                body = b""
+            elif self.length is not None and self.bytes_sent + len(body) > self.length:
+                self.fail("Response body longer than its Content-Length")
+            self.bytes_sent += len(body)
+            if not more:
+                self.state = ResponseState.DONE
+            elif state is ResponseState.HEAD_PENDING:
+                self.state = ResponseState.BODY
+            if state is ResponseState.HEAD_PENDING:
+                self.conn.write_head(self, body, more)
+            else:
+                self.conn.write_body(self, body, more)
+        elif kind == "http.response.start" and state is ResponseState.IDLE:
+            self._start_response(event)
+        elif state is ResponseState.FAILED or self.conn.disconnected:
+            # The exchange is over; late events are dropped, not errors.
+            return
+        else:
+            self.fail(f"Unexpected ASGI event {kind!r} in response state {state.value}")
+
+    def _start_response(self, event: Event) -> None:
+        status = event.get("status")
+        if type(status) is not int or not 200 <= status <= 599:
+            self.fail(f"Invalid response status {status!r}")
+        headers = []
+        try:
+            for name, value in event.get("headers", ()):
+                if type(name) is not bytes or type(value) is not bytes:
+                    self.fail("Response header names and values must be bytes")
+                if not is_valid_header_name(name) or not is_valid_header_value(value):
+                    self.fail(f"Invalid response header {name!r}: {value!r}")
+                if name.lower() == b"content-length":
+                    if not value.strip().isdigit() or self.length is not None:
+                        self.fail(f"Invalid response Content-Length {value!r}")
+                    self.length = int(value)
+                headers.append((name, value))
+        except (TypeError, ValueError):
+            self.fail("Response headers must be an iterable of [name, value] pairs")
+        if status in NO_BODY_STATUSES:
+            self.no_body = True
+        self.status = status
+        self.headers = headers
+        self.state = ResponseState.HEAD_PENDING
+
+    def fail(self, message: str) -> None:
+        """Refuse an invalid application event: log, answer, raise to the app."""
+        logger.error("%s (request %s %s)", message, self.scope["method"], self.path)
+        self.abort(500)
+        raise ASGIProtocolError(message)
+
+    def abort(self, status: int) -> None:
+        """End the exchange now: an error page if possible, else close."""
+        state = self.state
+        self.state = ResponseState.FAILED
+        if state in (ResponseState.IDLE, ResponseState.HEAD_PENDING):
+            self.conn.write_error(self, status)
+        elif state is ResponseState.BODY:
+            self.conn.close_after(self)
+
+    def application_finished(self, exc: BaseException | None) -> None:
+        self.app_running = False
+        self.conn.instance_finished(self)
+        if self.state in (ResponseState.DONE, ResponseState.FAILED):
+            return
+        if self.conn.disconnected:
+            return
+        if exc is None:
+            logger.error(
+                "Application returned without completing the response to %s %s",
+                self.scope["method"],
+                self.path,
+            )
+        elif not isinstance(exc, ASGIProtocolError):
+            logger.error(
+                "Exception inside application handling %s %s",
+                self.scope["method"],
+                self.path,
+                exc_info=exc,
+            )
+        self.abort(500)
+
+    # -- helpers -------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        query = self.scope["query_string"]
+        raw = self.scope["raw_path"].decode("latin-1")
+        return f"{raw}?{query.decode('latin-1')}" if query else raw
+
+    def timed_out(self) -> None:
+        self.timeout_call = None
+        if self.state in (ResponseState.DONE, ResponseState.FAILED):
+            return
+        logger.warning("Request %s %s timed out", self.scope["method"], self.path)
+        self.keep_alive = False
+        self.abort(503)
+
+
+@implementer(IPushProducer)
+class HTTP11Protocol(protocol.Protocol):
+    """One HTTP/1.1 connection: parsing, framing, keep-alive and pipelining."""
+
+    def __init__(self, factory: HTTPFactory) -> None:
+        self.factory = factory
+        self.config = factory.config
+        self.reactor = factory.reactor
+        self.parser = httptools.HttpRequestParser(self)
+        #: The request whose response is being produced.
+        self.request: HTTPRequest | None = None
+        #: The request whose body is being parsed (may be pipelined).
+        self.parsing: HTTPRequest | None = None
+        self.pipeline: deque[HTTPRequest] = deque()
+        #: Requests whose application is still running.
+        self.running: set[HTTPRequest] = set()
+        self.disconnected = False
+        self.closing = False
+        self.write_paused = False
+        self.read_pauses: set[str] = set()
+        #: An error found while an earlier response was still being produced.
+        self.deferred_error: HTTPError | None = None
+        # Request head being parsed.
+        self.url = b""
+        self.req_headers: list[tuple[bytes, bytes]] = []
+        self.head_size = 0
+        self.host_count = 0
+        self.transfer_encoding: bytes | None = None
+        self.root_path_header: str | None = None
+        self.expect = False
+        self.in_head = False
+        self.partial_body: bytes | None = None
+        # Connection timer: a deadline for the head or for idleness, checked
+        # lazily so that keep-alive requests do not each create a timer.
+        self.timer: Any = None
+        self.deadline = 0.0
+        self.deadline_kind: str | None = None
+
+    # -- Twisted protocol ------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        transport = self.transport
+        self.client = format_address(transport.getPeer())
+        self.server = format_address(transport.getHost())
+        self.scheme = "https" if ISSLTransport.providedBy(transport) else "http"
+        transport.registerProducer(self, True)
+        self.factory.connection_made(self)
+        self.set_deadline("idle", self.config.request_head_timeout)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.closing:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            error = exc.__context__
+            if not isinstance(error, HTTPError):
+                raise error from None
+            self.request_error(error)
+            return
+        except httptools.HttpParserUpgrade as exc:
+            # Not a WebSocket (yet): the request was answered as plain HTTP;
+            # keep parsing what follows with a fresh parser.
+            rest = data[exc.args[0] :]
+            self.parser = httptools.HttpRequestParser(self)
+            if rest:
+                self.dataReceived(rest)
+            return
+        except httptools.HttpParserError as exc:
+            self.request_error(HTTPError(str(exc) or "Malformed request"))
+            return
+        if self.partial_body is not None:
+            self.flush_body(more=True)
+        if self.in_head and self.deadline_kind != "head":
+            self.set_deadline("head", self.config.request_head_timeout)
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        self.disconnected = True
+        self.closing = True
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
+        for request in (self.request, *self.pipeline):
+            if request is not None and request.timeout_call is not None:
+                request.timeout_call.cancel()
+                request.timeout_call = None
+        for request in self.running:
+            request.instance.put({"type": "http.disconnect"})
+            request.instance.disconnected()
+        self.pipeline.clear()
+        self.factory.connection_lost(self)
+
+    # -- IPushProducer: the transport's write buffer is full / drained ---------
+
+    def pauseProducing(self) -> None:
+        self.write_paused = True
+        if self.request is not None and self.request.instance is not None:
+            self.request.instance.pause_sending()
+
+    def resumeProducing(self) -> None:
+        self.write_paused = False
+        if self.request is not None and self.request.instance is not None:
+            self.request.instance.resume_sending()
+
+    def stopProducing(self) -> None:
+        self.write_paused = False
+
+    # -- reading flow control --------------------------------------------------
+
+    def pause_reading(self, reason: str) -> None:
+        if not self.read_pauses and not self.disconnected:
+            self.transport.pauseProducing()
+        self.read_pauses.add(reason)
+
+    def resume_reading(self, reason: str) -> None:
+        if reason in self.read_pauses:
+            self.read_pauses.discard(reason)
+            if not self.read_pauses and not self.disconnected:
+                self.transport.resumeProducing()
+
+    # -- timers ----------------------------------------------------------------
+
+    def set_deadline(self, kind: str, delay: float) -> None:
+        self.deadline_kind = kind
+        self.deadline = self.reactor.seconds() + delay
+        timer = self.timer
+        if timer is None or not timer.active():
+            self.timer = self.reactor.callLater(delay, self.deadline_reached)
+        elif timer.getTime() > self.deadline:
+            timer.reset(delay)
+
+    def clear_deadline(self) -> None:
+        self.deadline_kind = None
+
+    def deadline_reached(self) -> None:
+        self.timer = None
+        kind = self.deadline_kind
+        if kind is None or self.disconnected:
+            return
+        remaining = self.deadline - self.reactor.seconds()
+        if remaining > 0:
+            self.timer = self.reactor.callLater(remaining, self.deadline_reached)
+            return
+        self.deadline_kind = None
+        if kind == "head":
+            self.request_error(RequestTimeout("Request head not received in time"))
+        else:
+            self.transport.loseConnection()
+
+    # -- httptools callbacks ---------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.in_head = True
+        self.url = b""
+        self.req_headers = []
+        self.head_size = 0
+        self.host_count = 0
+        self.transfer_encoding = None
+        self.root_path_header = None
+        self.expect = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        self.head_size += len(url)
+        if self.head_size > self.config.max_request_head_size:
+            raise HeadersTooLarge("Request line too long", 414)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value) + 4
+        if self.head_size > self.config.max_request_head_size:
+            raise HeadersTooLarge("Request header fields too large")
+        if len(self.req_headers) >= self.config.max_request_headers:
+            raise HeadersTooLarge("Too many request header fields")
+        if not is_valid_header_value(value):
+            raise HTTPError(f"Invalid character in header {name.decode('latin-1')}")
+        name = name.lower()
+        if b"_" in name:
+            # A proxy may treat X_Foo and X-Foo as the same header; drop
+            # them so one cannot masquerade as the other.
+            return
+        if name == b"host":
+            self.host_count += 1
+            if self.host_count > 1:
+                raise HTTPError("Duplicate Host header")
+            if not is_valid_host(value):
+                raise HTTPError("Malformed Host header")
+        elif name == b"transfer-encoding":
+            if self.transfer_encoding is not None:
+                raise HTTPError("Duplicate Transfer-Encoding header")
+            self.transfer_encoding = value
+        elif name == b"expect":
+            self.expect = value.lower() == b"100-continue"
+        elif name == b"daphne-root-path":
+            self.root_path_header = unquote(value.decode("latin-1"))
+            return
+        self.req_headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        parser = self.parser
+        http_version = parser.get_http_version()
+        if http_version == "1.1" and self.host_count == 0:
+            raise HTTPError("Missing Host header")
+        te = self.transfer_encoding
+        if te is not None and te.strip().lower() != b"chunked":
+            # RFC 9112 6.1: only chunked is understood; anything else cannot
+            # be framed safely.
+            raise HTTPError("Unsupported Transfer-Encoding", 501)
+        request = HTTPRequest(
+            self,
+            self.build_scope(http_version),
+            parser.should_keep_alive(),
+            self.expect and http_version == "1.1",
+        )
+        self.parsing = request
+        self.clear_deadline()
+        if self.request is None:
+            self.begin(request)
+        else:
+            self.pipeline.append(request)
+            self.pause_reading("pipeline")
+
+    def on_body(self, body: bytes) -> None:
+        request = self.parsing
+        request.body_size += len(body)
+        limit = self.config.max_request_body_size
+        if limit is not None and request.body_size > limit:
+            raise PayloadTooLarge("Request body too large")
+        if self.partial_body is not None:
+            self.flush_body(more=True)
+        self.partial_body = body
+
+    def on_message_complete(self) -> None:
+        self.flush_body(more=False)
+        self.parsing.body_complete = True
+        self.parsing = None
+
+    def flush_body(self, more: bool) -> None:
+        body, self.partial_body = self.partial_body, None
+        event = {"type": "http.request", "body": body or b"", "more_body": more}
+        if not self.parsing.deliver(event):
+            self.pause_reading("app")
+
+    # -- requests --------------------------------------------------------------
+
+    def build_scope(self, http_version: str) -> dict:
+        url = self.url
+        if url[:1] == b"/":
+            raw_path, _, query = url.partition(b"?")
+        else:
+            # absolute-form (RFC 9112 3.2.2) or asterisk-form.
+            try:
+                parsed = httptools.parse_url(url)
+            except httptools.HttpParserInvalidURLError:
+                raise HTTPError("Malformed request target") from None
+            raw_path = parsed.path or b"/"
+            query = parsed.query or b""
+        path = raw_path.decode("utf-8", "replace")
+        if "%" in path:
+            path = unquote(path)
+        root_path = self.root_path_header
+        if root_path is None:
+            root_path = self.config.root_path
+        headers = self.req_headers
+        client = self.client
+        scheme = self.scheme
+        if self.config.proxy_headers:
+            client, scheme = parse_x_forwarded_for(
+                headers,
+                self.config.proxy_forwarded_address_header,
+                self.config.proxy_forwarded_port_header or "X-Forwarded-Port",
+                self.config.proxy_forwarded_proto_header or "X-Forwarded-Proto",
+                client,
+                scheme,
+            )
+        return {
+            "type": "http",
+            "asgi": ASGI_VERSION,
+            "http_version": http_version,
+            "method": self.parser.get_method().decode("ascii"),
+            "scheme": scheme,
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "root_path": root_path,
+            "headers": headers,
+            "client": client,
+            "server": self.server,
+        }
+
+    def begin(self, request: HTTPRequest) -> None:
+        """Make ``request`` the one being answered and start its application."""
+        self.request = request
+        if self.closing:
+            request.keep_alive = False
+        self.running.add(request)
+        if self.config.http_timeout is not None:
+            request.timeout_call = self.reactor.callLater(
+                self.config.http_timeout, request.timed_out
+            )
+        request.start(self.factory.host)
+        if self.write_paused:
+            request.instance.pause_sending()
+
+    def instance_finished(self, request: HTTPRequest) -> None:
+        self.running.discard(request)
+
+    def request_error(self, error: HTTPError) -> None:
+        """The client sent something unacceptable: answer it and close."""
+        self.closing = True
+        self.clear_deadline()
+        if self.disconnected:
+            return
+        request = self.request
+        if request is not None and request is self.parsing:
+            # The body of the request being answered is broken.
+            logger.info("Refused request body from %s: %s", self.client, error)
+            request.abort(error.status)
+            return
+        if request is not None and request.state not in (
+            ResponseState.DONE,
+            ResponseState.FAILED,
+        ):
+            # A response is under way for an earlier request: finish it first.
+            self.deferred_error = error
+            self.pause_reading("error")
+            return
+        logger.info("Refused request from %s: %s", self.client, error)
+        self.write_error(None, error.status, str(error))
+
+    def write_error(self, request: HTTPRequest | None, status: int, detail="") -> None:
+        """Send a complete error response and close the connection."""
+        content_type, body = error_page(status, detail)
+        head = [STATUS_LINES[status]]
+        self.common_headers(head, (), keep_alive=False)
+        head.append(b"content-type: %s\r\n" % content_type)
+        head.append(b"content-length: %d\r\n\r\n" % len(body))
+        self.transport.write(b"".join(head) + body)
+        if request is not None:
+            request.status = status
+            request.bytes_sent = len(body)
+            self.log_access(request)
+        self.closing = True
+        self.finish(request, keep_alive=False)
+
+    def close_after(self, request: HTTPRequest) -> None:
+        """Abandon a response that already started: close the connection."""
+        self.finish(request, keep_alive=False)
+
+    # -- writing responses -----------------------------------------------------
+
+    def common_headers(self, head: list, app_headers, keep_alive: bool) -> None:
+        """Headers every response gets unless the application set them."""
+        names = {name.lower() for name, _ in app_headers}
+        if b"date" not in names:
+            head.append(b"date: %s\r\n" % http_date())
+        server = self.factory.server_header
+        if server is not None and b"server" not in names:
+            head.append(server)
+        if not keep_alive:
+            head.append(b"connection: close\r\n")
+
+    def write_raw(self, request: HTTPRequest, data: bytes) -> None:
+        if request is self.request and not self.disconnected:
+            self.transport.write(data)
+
+    def write_head(self, request: HTTPRequest, body: bytes, more: bool) -> None:
+        """Write the response head, framed from the first body event."""
+        if request is not self.request or self.disconnected:
+            return
+        status = request.status
+        head = [STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status]
+        keep_alive = request.keep_alive and not self.closing
+        for name, value in request.headers:
+            lower = name.lower()
+            if lower == b"transfer-encoding":
+                continue  # framing is the server's job, never the application's
+            if lower == b"connection" and b"close" in value.lower():
+                keep_alive = False
+            head.append(b"%s: %s\r\n" % (name, value))
+        if request.length is None and not request.no_body:
+            if not more:
+                # One-part response: frame it with a length, not chunks.
+                request.length = len(body)
+                head.append(b"content-length: %d\r\n" % len(body))
+            elif request.scope["http_version"] == "1.1":
+                head.append(b"transfer-encoding: chunked\r\n")
+            else:
+                keep_alive = False  # close-delimited (RFC 9112 section 6.3)
+        request.keep_alive = keep_alive
+        request.expect_continue = False
+        self.common_headers(head, request.headers, keep_alive)
+        head.append(b"\r\n")
+        if body:
+            head.append(self.frame(request, body, more))
+        elif not more and self.chunked(request):
+            head.append(LAST_CHUNK)
+        data = b"".join(head)
+        self.transport.write(data)
+        if not more:
+            self.response_done(request)
+
+    @staticmethod
+    def chunked(request: HTTPRequest) -> bool:
+        return (
+            request.length is None
+            and not request.no_body
+            and request.scope["http_version"] == "1.1"
+        )
+
+    def frame(self, request: HTTPRequest, body: bytes, more: bool) -> bytes:
+        if self.chunked(request):
+            chunk = b"%x\r\n%s\r\n" % (len(body), body)
+            return chunk if more else chunk + LAST_CHUNK
+        return body
+
+    def write_body(self, request: HTTPRequest, body: bytes, more: bool) -> None:
+        if request is not self.request or self.disconnected:
+            return
+        if body:
+            self.transport.write(self.frame(request, body, more))
+        elif not more and self.chunked(request):
+            self.transport.write(LAST_CHUNK)
+        if not more:
+            self.response_done(request)
+
+    def response_done(self, request: HTTPRequest) -> None:
+        length = request.length
+        if length is not None and request.bytes_sent < length and not request.no_body:
+            logger.error(
+                "Response to %s %s shorter than its Content-Length; closing",
+                request.scope["method"],
+                request.path,
+            )
+            request.keep_alive = False
+        self.log_access(request)
+        self.finish(request, request.keep_alive and request.body_complete)
+
+    def log_access(self, request: HTTPRequest) -> None:
+        access_log = self.factory.access_log
+        if access_log is None:
+            return
+        client = self.client
+        scope = request.scope
+        access_log(
+            "http",
+            "complete",
+            {
+                "path": request.path,
+                "status": request.status,
+                "method": scope["method"],
+                "client": f"{client[0]}:{client[1]}" if client else None,
+                "size": request.bytes_sent,
+            },
+        )
+
+    def finish(self, request: HTTPRequest | None, keep_alive: bool) -> None:
+        """The current exchange is over: next request, idle, or close."""
+        if request is not None:
+            if request.timeout_call is not None:
+                if request.timeout_call.active():
+                    request.timeout_call.cancel()
+                request.timeout_call = None
+            if request.app_running:
+                request.instance.put({"type": "http.disconnect"})
+        if request is not self.request:
+            keep_alive = False
+        self.request = None
+        if not keep_alive or self.closing:
+            self.closing = True
+            if not self.disconnected:
+                self.transport.loseConnection()
+            return
+        if self.pipeline:
+            self.begin(self.pipeline.popleft())
+            if not self.pipeline:
+                self.resume_reading("pipeline")
+            return
+        if self.deferred_error is not None:
+            self.request_error(self.deferred_error)
+            return
+        if self.in_head:
+            self.set_deadline("head", self.config.request_head_timeout)
+        else:
+            self.set_deadline("idle", self.config.keep_alive_timeout)
+
+    def shutdown(self) -> None:
+        """Server is stopping: close when idle, after the current response."""
+        self.closing = True
+        if self.request is None and not self.disconnected:
+            self.transport.loseConnection()
+
+
+class HTTPFactory(protocol.ServerFactory):
+    """Builds connection protocols and tracks the live connections."""
+
+    def __init__(
+        self,
+        config: Config,
+        host: Host,
+        reactor: Any,
+        access_log: Any = None,
+    ) -> None:
+        self.config = config
+        self.host = host
+        self.reactor = reactor
+        self.access_log = access_log
+        self.connections: set[HTTP11Protocol] = set()
+        self._empty_waiters: list[defer.Deferred] = []
+        self.server_header = (
+            b"server: %s\r\n" % config.server_name.encode("latin-1")
+            if config.server_name
+            else None
+        )
+
+    def buildProtocol(self, addr: Any) -> HTTP11Protocol:
+        return HTTP11Protocol(self)
+
+    def connection_made(self, conn: HTTP11Protocol) -> None:
+        self.connections.add(conn)
+
+    def connection_lost(self, conn: HTTP11Protocol) -> None:
+        self.connections.discard(conn)
+        if not self.connections and self._empty_waiters:
+            waiters, self._empty_waiters = self._empty_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def when_empty(self) -> defer.Deferred:
+        """A Deferred that fires once no connection is open."""
+        if not self.connections:
+            return defer.succeed(None)
+        waiter: defer.Deferred = defer.Deferred()
+        self._empty_waiters.append(waiter)
+        return waiter

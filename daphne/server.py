@@ -1,0 +1,225 @@
+"""The server: listening endpoints, lifespan, signals and graceful shutdown.
+
+:class:`Server` keeps the keyword arguments of Daphne 4's class so existing
+code keeps working; every value ends up in one :class:`~daphne.config.Config`.
+The asyncio reactor is installed by :func:`install_reactor`, called from
+:meth:`Server.run` (never at import).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.internet import defer
+
+from .config import Config
+from .endpoints import EndpointError, server_endpoint
+from .hosts.app import AppHost, Lifespan, LifespanFailure
+from .http_protocol import HTTPFactory
+
+logger = logging.getLogger(__name__)
+
+#: Daphne 4 keyword arguments that map one-to-one onto Config fields.
+CONFIG_KWARGS = frozenset(
+    {
+        "http_timeout",
+        "websocket_timeout",
+        "websocket_connect_timeout",
+        "websocket_handshake_timeout",
+        "websocket_max_message_size",
+        "websocket_max_frame_size",
+        "ping_interval",
+        "ping_timeout",
+        "root_path",
+        "proxy_forwarded_address_header",
+        "proxy_forwarded_port_header",
+        "proxy_forwarded_proto_header",
+        "verbosity",
+        "application_close_timeout",
+        "server_name",
+        "lifespan",
+        "shutdown_timeout",
+    }
+)
+
+
+class ServerError(Exception):
+    """The server could not start (or had to stop); the message says why."""
+
+
+def install_reactor() -> Any:
+    """Install Twisted's asyncio reactor on a uvloop loop (where available).
+
+    Returns the reactor. If a reactor is already installed it must be the
+    asyncio one, since applications run as asyncio tasks on its loop.
+    """
+    if "twisted.internet.reactor" in sys.modules:
+        from twisted.internet import reactor
+        from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+        if not isinstance(reactor, AsyncioSelectorReactor):
+            raise ServerError(
+                f"daphne needs Twisted's asyncio reactor, but "
+                f"{type(reactor).__name__} is already installed"
+            )
+        return reactor
+    try:
+        import uvloop
+    except ImportError:
+        loop = asyncio.new_event_loop()
+    else:
+        loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    from twisted.internet import asyncioreactor
+
+    asyncioreactor.install(loop)
+    from twisted.internet import reactor
+
+    return reactor
+
+
+class Server:
+    """Serves one application on any number of Twisted endpoints."""
+
+    def __init__(
+        self,
+        application: Any,
+        endpoints: Sequence[str] | None = None,
+        signal_handlers: bool = True,
+        action_logger: Callable[[str, str, dict], None] | None = None,
+        ready_callable: Callable[[], None] | None = None,
+        config: Config | None = None,
+        reactor: Any = None,
+        request_buffer_size: int | None = None,
+        **options: Any,
+    ) -> None:
+        unknown = set(options) - CONFIG_KWARGS
+        if unknown:
+            raise TypeError(f"Unknown Server options: {', '.join(sorted(unknown))}")
+        if "server_name" in options and not options["server_name"]:
+            options["server_name"] = None
+        if "root_path" in options and options["root_path"] is None:
+            options["root_path"] = ""
+        self.config = (config or Config()).replace(**options)
+        self.application = application
+        self.endpoints = sorted(endpoints or [])
+        if not self.endpoints:
+            raise ServerError("No endpoints to listen on")
+        self.signal_handlers = signal_handlers
+        self.action_logger = action_logger or self.config.access_log
+        self.ready_callable = ready_callable
+        self.reactor = reactor
+        self.listeners: list[Any] = []
+        self.error: ServerError | None = None
+        self.factory: HTTPFactory | None = None
+        self._started = False
+        self._stopping = False
+
+    # -- running -------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve until stopped by a signal or :meth:`stop`; raise ServerError
+        if the server could not start."""
+        if self.reactor is None:
+            self.reactor = install_reactor()
+        reactor = self.reactor
+        self.host = AppHost(self.application, self.config, reactor)
+        self.lifespan = Lifespan(self.host, self.config.lifespan)
+        self.factory = HTTPFactory(
+            self.config, self.host, reactor, access_log=self.action_logger
+        )
+        reactor.callWhenRunning(self._spawn, self._start)
+        reactor.addSystemEventTrigger("before", "shutdown", self._before_shutdown)
+        reactor.run(installSignalHandlers=self.signal_handlers)
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown (thread-unsafe: call from the reactor)."""
+        if self.reactor.running:
+            self.reactor.stop()
+
+    def _spawn(self, coroutine_function: Callable) -> defer.Deferred:
+        return defer.Deferred.fromFuture(
+            self.host.loop.create_task(coroutine_function())
+        )
+
+    async def _start(self) -> None:
+        try:
+            await self.lifespan.startup()
+            self._started = True
+            for description in self.endpoints:
+                await self._listen(description)
+        except (ServerError, LifespanFailure, EndpointError) as exc:
+            self._fail(str(exc))
+            return
+        except Exception as exc:  # a bug, but the server must still exit
+            logger.exception("Server start-up failed")
+            self._fail(f"Server start-up failed: {exc}")
+            return
+        if self.ready_callable is not None:
+            self.ready_callable()
+
+    async def _listen(self, description: str) -> None:
+        endpoint = server_endpoint(self.reactor, description)
+        try:
+            port = await endpoint.listen(self.factory).asFuture(self.host.loop)
+        except Exception as exc:
+            raise ServerError(f"Cannot listen on {description}: {exc}") from None
+        self.listeners.append(port)
+        logger.info("Listening on %s", description)
+
+    def _fail(self, message: str) -> None:
+        self.error = ServerError(message)
+        logger.error("%s", message)
+        self.stop()
+
+    @property
+    def listening_addresses(self) -> list[tuple[str, int]]:
+        """``(host, port)`` of every TCP listener (tests use port 0)."""
+        addresses = []
+        for port in self.listeners:
+            address = port.getHost()
+            if hasattr(address, "port"):
+                addresses.append((address.host, address.port))
+        return addresses
+
+    # -- graceful shutdown ------------------------------------------------------
+
+    def _before_shutdown(self) -> defer.Deferred:
+        return self._spawn(self._shutdown)
+
+    async def _shutdown(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        loop = self.host.loop
+        for port in self.listeners:
+            await defer.maybeDeferred(port.stopListening).asFuture(loop)
+        self.listeners.clear()
+        connections = self.factory.connections
+        if connections:
+            logger.info(
+                "Stopping: waiting up to %ss for %d connection(s)",
+                self.config.shutdown_timeout,
+                len(connections),
+            )
+        for conn in list(connections):
+            conn.shutdown()
+        try:
+            await asyncio.wait_for(
+                self.factory.when_empty().asFuture(loop), self.config.shutdown_timeout
+            )
+        except asyncio.TimeoutError:
+            logger.warning("Closing %d connection(s) still open", len(connections))
+        for conn in list(connections):
+            conn.transport.abortConnection()
+        if self._started:
+            try:
+                await self.lifespan.shutdown()
+            except LifespanFailure as exc:
+                logger.error("%s", exc)

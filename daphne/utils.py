@@ -1,0 +1,354 @@
+"""Small helpers shared across daphne.
+
+This module holds three unrelated groups of helpers:
+
+* ``import_by_path`` resolves ``"module.path:object.path"`` strings (used by
+  the command line to find the ASGI application) and turns every failure into
+  an ``ImportTargetError`` with a one-line message.
+* ``is_valid_header_name``, ``is_valid_header_value`` and ``is_valid_host``
+  check raw header bytes on the request hot path.
+* ``parse_x_forwarded_for`` extracts the client address and scheme that a
+  trusted reverse proxy reports in ``X-Forwarded-*`` headers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = [
+    "ImportTargetError",
+    "import_by_path",
+    "is_valid_header_name",
+    "is_valid_header_value",
+    "is_valid_host",
+    "parse_x_forwarded_for",
+]
+
+
+# --------------------------------------------------------------------------
+# Importing the application
+# --------------------------------------------------------------------------
+
+
+class ImportTargetError(ValueError):
+    """An import target string could not be resolved to an object."""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _is_dotted_identifier(value: str) -> bool:
+    return all(part.isidentifier() for part in value.split("."))
+
+
+def import_by_path(path: str) -> object:
+    """Import and return the object named by ``"module.path:object.path"``.
+
+    The object path may be a dotted chain of attributes. Any failure raises
+    ``ImportTargetError`` whose message is a single human-readable line.
+    """
+    module_path, sep, object_path = path.partition(":")
+    if not sep:
+        raise ImportTargetError(
+            f"Invalid import target {path!r}: expected 'module.path:object.path'"
+        )
+    module_path = module_path.strip()
+    object_path = object_path.strip()
+    if not module_path or not object_path:
+        raise ImportTargetError(
+            f"Invalid import target {path!r}: "
+            "both the module and the object path must be given"
+        )
+    if not _is_dotted_identifier(module_path):
+        raise ImportTargetError(
+            f"Invalid import target {path!r}: {module_path!r} is not a module path"
+        )
+    if not _is_dotted_identifier(object_path):
+        raise ImportTargetError(
+            f"Invalid import target {path!r}: {object_path!r} is not an attribute path"
+        )
+
+    try:
+        target: Any = importlib.import_module(module_path)
+    except ModuleNotFoundError as exc:
+        # Only report "cannot import" when the missing module is the target or
+        # one of its parent packages; otherwise the target exists but one of
+        # its own imports is broken, which deserves a different message.
+        missing = exc.name or ""
+        if module_path == missing or module_path.startswith(missing + "."):
+            raise ImportTargetError(
+                f"Cannot import {module_path!r}: {_one_line(exc)}"
+            ) from None
+        raise ImportTargetError(
+            f"Error while importing module {module_path!r}: "
+            f"{type(exc).__name__}: {_one_line(exc)}"
+        ) from None
+    except Exception as exc:
+        raise ImportTargetError(
+            f"Error while importing module {module_path!r}: "
+            f"{type(exc).__name__}: {_one_line(exc)}"
+        ) from None
+
+    parts = object_path.split(".")
+    for index, attribute in enumerate(parts):
+        try:
+            target = getattr(target, attribute)
+        except AttributeError:
+            raise ImportTargetError(
+                f"Module {module_path!r} has no attribute "
+                f"{'.'.join(parts[: index + 1])!r}"
+            ) from None
+        except Exception as exc:
+            raise ImportTargetError(
+                f"Error while looking up {'.'.join(parts[: index + 1])!r} "
+                f"in module {module_path!r}: {type(exc).__name__}: {_one_line(exc)}"
+            ) from None
+    return target
+
+
+# --------------------------------------------------------------------------
+# Header validation (hot path: one call per header per request)
+# --------------------------------------------------------------------------
+
+# RFC 9110 section 5.6.2 "token".
+_match_token = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
+
+# Everything below 0x20 except HTAB, plus DEL and NEL. NEL (0x85) is a line
+# break for str.splitlines() after a latin-1 decode, so a later consumer could
+# split the value there.
+_search_forbidden_value_byte = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f\x85]").search
+
+
+def _ipv6_pattern() -> bytes:
+    # Built from the RFC 3986 section 3.2.2 ABNF.
+    h16 = rb"[0-9A-Fa-f]{1,4}"
+    octet = rb"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+    ipv4 = rb"(?:" + octet + rb"(?:\." + octet + rb"){3})"
+    ls32 = rb"(?:" + h16 + rb":" + h16 + rb"|" + ipv4 + rb")"
+
+    def head(count: int) -> bytes:
+        # An optional run of at most count + 1 groups before the "::".
+        return rb"(?:(?:" + h16 + rb":){0,%d}" % count + h16 + rb")?"
+
+    def tail(count: int) -> bytes:
+        return rb"(?:" + h16 + rb":){%d}" % count
+
+    forms = [
+        tail(6) + ls32,
+        rb"::" + tail(5) + ls32,
+        head(0) + rb"::" + tail(4) + ls32,
+        head(1) + rb"::" + tail(3) + ls32,
+        head(2) + rb"::" + tail(2) + ls32,
+        head(3) + rb"::" + h16 + rb":" + ls32,
+        head(4) + rb"::" + ls32,
+        head(5) + rb"::" + h16,
+        head(6) + rb"::",
+    ]
+    return rb"(?:" + rb"|".join(forms) + rb")"
+
+
+# uri-host [ ":" port ]; a reg-name also covers IPv4 addresses. Each reg-name
+# repetition consumes exactly one character or one escape so that matching
+# stays linear.
+_match_host = re.compile(
+    rb"(?:\["
+    + _ipv6_pattern()
+    + rb"\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?"
+).fullmatch
+
+
+def is_valid_header_name(name: bytes) -> bool:
+    """Return whether ``name`` is a non-empty RFC 9110 token."""
+    return _match_token(name) is not None
+
+
+def is_valid_header_value(value: bytes) -> bool:
+    """Return whether ``value`` is free of control characters, DEL and NEL.
+
+    HTAB, SP and other obs-text bytes are allowed; surrounding whitespace is
+    left for the caller to strip.
+    """
+    return _search_forbidden_value_byte(value) is None
+
+
+def is_valid_host(value: bytes) -> bool:
+    """Return whether ``value`` is a syntactically valid ``Host`` header value.
+
+    Accepts ``uri-host [ ":" port ]`` where uri-host is a bracketed IPv6
+    address, an IPv4 address or a (possibly empty) reg-name.
+    """
+    return _match_host(value) is not None
+
+
+# --------------------------------------------------------------------------
+# X-Forwarded-* parsing
+# --------------------------------------------------------------------------
+
+_match_scheme = re.compile(r"[a-z][a-z0-9+\-.]*").fullmatch
+_match_port = re.compile(r"[0-9]{1,5}").fullmatch
+_match_bracketed = re.compile(r"\[([^\[\]]+)\](?::([^:]*))?").fullmatch
+
+
+def _header_key(name: str) -> bytes | None:
+    try:
+        return name.lower().encode("latin-1")
+    except UnicodeEncodeError:
+        return None
+
+
+def _first_value(values: object) -> bytes | None:
+    if isinstance(values, (bytes, bytearray)):
+        return bytes(values)
+    if isinstance(values, (list, tuple)) and values:
+        first = values[0]
+        if isinstance(first, (bytes, bytearray)):
+            return bytes(first)
+        if isinstance(first, str):
+            return first.encode("latin-1", "replace")
+    return None
+
+
+def _collect_headers(headers: object, keys: list[bytes]) -> dict[bytes, bytes]:
+    """Return the first value of each wanted header, keyed by lower-case name."""
+    found: dict[bytes, bytes] = {}
+    get_raw = getattr(headers, "getRawHeaders", None)
+    if callable(get_raw):
+        for key in keys:
+            value = _first_value(get_raw(key))
+            if value is not None:
+                found[key] = value
+    elif isinstance(headers, Mapping):
+        for key in keys:
+            value = _first_value(headers.get(key))
+            if value is not None:
+                found[key] = value
+    elif isinstance(headers, Iterable):
+        wanted = set(keys)
+        for pair in headers:
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                continue
+            name, value = pair
+            if isinstance(name, str):
+                name = name.encode("latin-1", "replace")
+            if not isinstance(name, (bytes, bytearray)):
+                continue
+            name = bytes(name).lower()
+            if name in wanted and name not in found:
+                first = _first_value([value])
+                if first is not None:
+                    found[name] = first
+    return found
+
+
+def _leftmost(value: bytes) -> str:
+    return value.decode("latin-1").split(",", 1)[0].strip()
+
+
+def _parse_port(text: str) -> int | None:
+    if _match_port(text) is None:
+        return None
+    port = int(text)
+    return port if port <= 65535 else None
+
+
+def _parse_forwarded_address(entry: str) -> tuple[str, int | None] | None:
+    """Split one forwarded address entry into (host, port or None)."""
+    port_text: str | None = None
+    if entry.startswith("["):
+        match = _match_bracketed(entry)
+        if match is None:
+            return None
+        host, port_text = match.group(1), match.group(2)
+        version = 6
+    elif entry.count(":") == 1:
+        host, port_text = entry.split(":")
+        version = 4
+    else:
+        host = entry
+        version = 6 if ":" in entry else 4
+    if "%" in host:
+        # Zone identifiers are meaningless to the application and would let
+        # arbitrary text through as the "address".
+        return None
+    try:
+        if version == 6:
+            ipaddress.IPv6Address(host)
+        else:
+            ipaddress.IPv4Address(host)
+    except ValueError:
+        return None
+    if port_text is None:
+        return host, None
+    port = _parse_port(port_text)
+    if port is None:
+        return None
+    return host, port
+
+
+def _original_port(original_addr: object) -> int:
+    if isinstance(original_addr, (list, tuple)) and len(original_addr) >= 2:
+        port = original_addr[1]
+        if isinstance(port, int) and not isinstance(port, bool):
+            return port
+    return 0
+
+
+def parse_x_forwarded_for(
+    headers: Any,
+    address_header_name: str | None = "X-Forwarded-For",
+    port_header_name: str | None = "X-Forwarded-Port",
+    proto_header_name: str | None = "X-Forwarded-Proto",
+    original_addr: Any = None,
+    original_scheme: str | None = None,
+) -> tuple[Any, str | None]:
+    """Work out the client address and scheme reported by a reverse proxy.
+
+    ``headers`` may be a mapping of lower-case byte names to lists of byte
+    values, an iterable of ``(name, value)`` byte pairs, or a Twisted
+    ``Headers`` object. Returns ``(addr, scheme)`` where ``addr`` is
+    ``[host, port]`` or ``original_addr``, and ``scheme`` is the lower-cased
+    forwarded scheme or ``original_scheme``. The port and scheme headers are
+    only consulted when the address header is present, so they cannot be
+    used on their own. Malformed input never raises; it falls back to the
+    originals.
+    """
+    if not address_header_name:
+        return original_addr, original_scheme
+    address_key = _header_key(address_header_name)
+    port_key = _header_key(port_header_name) if port_header_name else None
+    proto_key = _header_key(proto_header_name) if proto_header_name else None
+    if address_key is None:
+        return original_addr, original_scheme
+    keys = [key for key in (address_key, port_key, proto_key) if key is not None]
+
+    found = _collect_headers(headers, keys)
+    address_value = found.get(address_key)
+    if address_value is None:
+        return original_addr, original_scheme
+
+    addr = original_addr
+    entry = _leftmost(address_value)
+    parsed = _parse_forwarded_address(entry) if entry else None
+    if parsed is not None:
+        host, port = parsed
+        port_value = found.get(port_key) if port_key is not None else None
+        header_port = _parse_port(_leftmost(port_value)) if port_value else None
+        if header_port is not None:
+            port = header_port
+        elif port is None:
+            port = _original_port(original_addr)
+        addr = [host, port]
+
+    scheme = original_scheme
+    proto_value = found.get(proto_key) if proto_key is not None else None
+    if proto_value:
+        candidate = _leftmost(proto_value).lower()
+        if _match_scheme(candidate) is not None:
+            scheme = candidate
+    return addr, scheme

@@ -1,0 +1,89 @@
+import os
+import re
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def read_version():
+    """Read ``__version__`` from daphne/__init__.py without importing it."""
+    with open(os.path.join(HERE, "daphne", "__init__.py"), encoding="utf-8") as fh:
+        match = re.search(
+            r"""^__version__\s*=\s*['"]([^'"]+)['"]""", fh.read(), re.MULTILINE
+        )
+    if not match:
+        raise RuntimeError("Cannot find __version__ in daphne/__init__.py")
+    return match.group(1)
+
+
+def read_long_description():
+    with open(os.path.join(HERE, "README.rst"), encoding="utf-8") as fh:
+        return fh.read()
+
+
+setup(
+    name="daphne",
+    version=read_version(),
+    description="HTTP protocol server for ASGI applications, built on Twisted",
+    long_description=read_long_description(),
+    long_description_content_type="text/x-rst",
+    license="BSD-3-Clause",
+    python_requires=">=3.10",
+    # daphne/twisted/plugins holds a Twisted plugin module and deliberately has
+    # no __init__.py, so find_packages() cannot see it: list it explicitly.
+    # setuptools warns about it but still ships the directory's modules.
+    packages=find_packages(
+        exclude=[
+            "tests",
+            "tests.*",
+            "examples",
+            "examples.*",
+            "benchmarks",
+            "benchmarks.*",
+        ]
+    )
+    + ["daphne.twisted.plugins"],
+    include_package_data=True,
+    zip_safe=False,
+    install_requires=[
+        "twisted[tls]>=22.4",
+        "autobahn>=22.4.2",
+        "asgiref>=3.7,<4",
+        "httptools>=0.6",
+        "uvloop>=0.17; sys_platform != 'win32'"
+        " and platform_python_implementation == 'CPython'",
+    ],
+    extras_require={
+        "tests": [
+            "pytest",
+            "pytest-timeout",
+            "hypothesis",
+            "httpx",
+            "django",
+            "ruff",
+            "websockets",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "daphne = daphne.cli:CommandLineInterface.entrypoint",
+        ],
+    },
+    classifiers=[
+        "Development Status :: 4 - Beta",
+        "Environment :: Web Environment",
+        "Framework :: Twisted",
+        "Intended Audience :: Developers",
+        "License :: OSI Approved :: BSD License",
+        "Operating System :: OS Independent",
+        "Programming Language :: Python",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+        "Topic :: Internet :: WWW/HTTP",
+    ],
+)
