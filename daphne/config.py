@@ -8,8 +8,9 @@ them.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 #: Signature of the access log hook: ``(protocol, action, details)``.
 AccessLogger = Callable[[str, str, dict], None]

@@ -135,6 +135,8 @@ def fd_endpoint(reactor: Any, *args: Any, **kwargs: Any) -> AdoptedStreamServerE
     socket's address family is detected from the descriptor and, when a
     domain is given, must agree with it. Raises ``EndpointError``.
     """
+    # An empty field (as in "fd:") carries no value; treat it as absent.
+    args = tuple(arg for arg in args if arg != "")
     unknown = sorted(set(kwargs) - {"fileno", "domain"})
     if unknown:
         raise EndpointError(f"unknown fd endpoint argument(s): {', '.join(unknown)}")
@@ -163,8 +165,8 @@ def server_endpoint(reactor: Any, description: str) -> IStreamServerEndpoint:
     goes through ``serverFromString``. Failures raise ``EndpointError`` with a
     one-line message.
     """
-    prefix, sep, body = description.partition(":")
-    if sep and prefix.strip().lower() == "fd":
+    prefix, _, body = description.partition(":")
+    if prefix.strip().lower() == "fd":
         args, kwargs = _split_description(body)
         try:
             return fd_endpoint(reactor, *args, **kwargs)
@@ -172,6 +174,8 @@ def server_endpoint(reactor: Any, description: str) -> IStreamServerEndpoint:
             raise EndpointError(f"Invalid endpoint {description!r}: {exc}") from None
     try:
         return serverFromString(reactor, description)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001
+        # Twisted reports bad descriptions as ValueError, KeyError or
+        # TypeError depending on which stage of parsing rejects them.
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise EndpointError(f"Invalid endpoint {description!r}: {reason}") from None

@@ -147,7 +147,6 @@ class HTTPRequest:
         "bytes_sent",
         "length",
         "no_body",
-        "app_running",
         "timeout_call",
     )
 
@@ -171,11 +170,9 @@ class HTTPRequest:
         self.length: int | None = None
         #: HEAD requests and 204/304 responses carry no body.
         self.no_body = scope["method"] == "HEAD"
-        self.app_running = False
         self.timeout_call: Any = None
 
     def start(self, host: Host) -> None:
-        self.app_running = True
         self.instance = instance = host.start(self.scope, self)
         pending, self.pending = self.pending, None
         for event in pending:
@@ -183,10 +180,12 @@ class HTTPRequest:
 
     def deliver(self, event: Event) -> bool:
         """Queue a client event; ``False`` when the instance's queue is full."""
-        if self.instance is None:
+        instance = self.instance
+        if instance is not None:
+            return instance.put(event)
+        if self.pending is not None:
             self.pending.append(event)
-            return True
-        return self.instance.put(event)
+        return True  # the application has ended: nobody reads this
 
     # -- Sink ----------------------------------------------------------------
 
@@ -276,7 +275,7 @@ class HTTPRequest:
             self.conn.close_after(self)
 
     def application_finished(self, exc: BaseException | None) -> None:
-        self.app_running = False
+        self.instance = None  # break the request <-> instance cycle early
         self.conn.instance_finished(self)
         if self.state in (ResponseState.DONE, ResponseState.FAILED):
             return
@@ -777,7 +776,7 @@ class HTTP11Protocol(protocol.Protocol):
                 if request.timeout_call.active():
                     request.timeout_call.cancel()
                 request.timeout_call = None
-            if request.app_running:
+            if request.instance is not None:
                 request.instance.put({"type": "http.disconnect"})
         if request is not self.request:
             keep_alive = False

@@ -171,7 +171,11 @@ class Server:
         except Exception as exc:
             raise ServerError(f"Cannot listen on {description}: {exc}") from None
         self.listeners.append(port)
-        logger.info("Listening on %s", description)
+        address = port.getHost()
+        where = getattr(address, "name", None)
+        if where is None:
+            where = f"{address.host}:{address.port}"
+        logger.info("Listening on %s at %s", description, where)
 
     def _fail(self, message: str) -> None:
         self.error = ServerError(message)

@@ -14,7 +14,6 @@ This module holds three unrelated groups of helpers:
 from __future__ import annotations
 
 import importlib
-import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -89,7 +88,7 @@ def import_by_path(path: str) -> object:
             f"Error while importing module {module_path!r}: "
             f"{type(exc).__name__}: {_one_line(exc)}"
         ) from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any import failure becomes one line
         raise ImportTargetError(
             f"Error while importing module {module_path!r}: "
             f"{type(exc).__name__}: {_one_line(exc)}"
@@ -104,7 +103,7 @@ def import_by_path(path: str) -> object:
                 f"Module {module_path!r} has no attribute "
                 f"{'.'.join(parts[: index + 1])!r}"
             ) from None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - e.g. a module __getattr__ raising
             raise ImportTargetError(
                 f"Error while looking up {'.'.join(parts[: index + 1])!r} "
                 f"in module {module_path!r}: {type(exc).__name__}: {_one_line(exc)}"
@@ -125,41 +124,45 @@ _match_token = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+").fullmatch
 _search_forbidden_value_byte = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f\x85]").search
 
 
-def _ipv6_pattern() -> bytes:
-    # Built from the RFC 3986 section 3.2.2 ABNF.
-    h16 = rb"[0-9A-Fa-f]{1,4}"
-    octet = rb"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
-    ipv4 = rb"(?:" + octet + rb"(?:\." + octet + rb"){3})"
-    ls32 = rb"(?:" + h16 + rb":" + h16 + rb"|" + ipv4 + rb")"
+# IPv4address and IPv6address from the RFC 3986 section 3.2.2 ABNF, as str
+# patterns; the Host check compiles byte versions of the same text.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_IPV4 = rf"(?:{_OCTET}(?:\.{_OCTET}){{3}})"
 
-    def head(count: int) -> bytes:
+
+def _ipv6_pattern() -> str:
+    h16 = r"[0-9A-Fa-f]{1,4}"
+    ls32 = rf"(?:{h16}:{h16}|{_IPV4})"
+
+    def head(count: int) -> str:
         # An optional run of at most count + 1 groups before the "::".
-        return rb"(?:(?:" + h16 + rb":){0,%d}" % count + h16 + rb")?"
+        return rf"(?:(?:{h16}:){{0,{count}}}{h16})?"
 
-    def tail(count: int) -> bytes:
-        return rb"(?:" + h16 + rb":){%d}" % count
+    def tail(count: int) -> str:
+        return rf"(?:{h16}:){{{count}}}"
 
     forms = [
         tail(6) + ls32,
-        rb"::" + tail(5) + ls32,
-        head(0) + rb"::" + tail(4) + ls32,
-        head(1) + rb"::" + tail(3) + ls32,
-        head(2) + rb"::" + tail(2) + ls32,
-        head(3) + rb"::" + h16 + rb":" + ls32,
-        head(4) + rb"::" + ls32,
-        head(5) + rb"::" + h16,
-        head(6) + rb"::",
+        "::" + tail(5) + ls32,
+        head(0) + "::" + tail(4) + ls32,
+        head(1) + "::" + tail(3) + ls32,
+        head(2) + "::" + tail(2) + ls32,
+        head(3) + "::" + h16 + ":" + ls32,
+        head(4) + "::" + ls32,
+        head(5) + "::" + h16,
+        head(6) + "::",
     ]
-    return rb"(?:" + rb"|".join(forms) + rb")"
+    return "(?:" + "|".join(forms) + ")"
 
+
+_IPV6 = _ipv6_pattern()
 
 # uri-host [ ":" port ]; a reg-name also covers IPv4 addresses. Each reg-name
 # repetition consumes exactly one character or one escape so that matching
 # stays linear.
+_REG_NAME = r"(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*"
 _match_host = re.compile(
-    rb"(?:\["
-    + _ipv6_pattern()
-    + rb"\]|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?"
+    rf"(?:\[{_IPV6}\]|{_REG_NAME})(?::[0-9]*)?".encode("ascii")
 ).fullmatch
 
 
@@ -193,6 +196,8 @@ def is_valid_host(value: bytes) -> bool:
 _match_scheme = re.compile(r"[a-z][a-z0-9+\-.]*").fullmatch
 _match_port = re.compile(r"[0-9]{1,5}").fullmatch
 _match_bracketed = re.compile(r"\[([^\[\]]+)\](?::([^:]*))?").fullmatch
+_match_ipv4 = re.compile(_IPV4).fullmatch
+_match_ipv6 = re.compile(_IPV6).fullmatch
 
 
 def _header_key(name: str) -> bytes | None:
@@ -214,35 +219,44 @@ def _first_value(values: object) -> bytes | None:
     return None
 
 
+def _first_from_pairs(pairs: Iterable[Any], keys: list[bytes]) -> dict[bytes, bytes]:
+    found: dict[bytes, bytes] = {}
+    for pair in pairs:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            continue
+        name, value = pair
+        if isinstance(name, str):
+            name = name.encode("latin-1", "replace")
+        elif not isinstance(name, (bytes, bytearray)):
+            continue
+        name = bytes(name).lower()
+        if name in keys and name not in found:
+            first = _first_value((value,))
+            if first is not None:
+                found[name] = first
+    return found
+
+
 def _collect_headers(headers: object, keys: list[bytes]) -> dict[bytes, bytes]:
     """Return the first value of each wanted header, keyed by lower-case name."""
+    # Plain lists and dicts (what the HTTP protocol passes) are checked first
+    # because ABC isinstance checks are comparatively slow.
+    if isinstance(headers, (list, tuple)):
+        return _first_from_pairs(headers, keys)
+    get_values: Any
+    if isinstance(headers, (dict, Mapping)):
+        get_values = headers.get
+    else:
+        get_values = getattr(headers, "getRawHeaders", None)
+        if not callable(get_values):
+            if isinstance(headers, Iterable):
+                return _first_from_pairs(headers, keys)
+            return {}
     found: dict[bytes, bytes] = {}
-    get_raw = getattr(headers, "getRawHeaders", None)
-    if callable(get_raw):
-        for key in keys:
-            value = _first_value(get_raw(key))
-            if value is not None:
-                found[key] = value
-    elif isinstance(headers, Mapping):
-        for key in keys:
-            value = _first_value(headers.get(key))
-            if value is not None:
-                found[key] = value
-    elif isinstance(headers, Iterable):
-        wanted = set(keys)
-        for pair in headers:
-            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-                continue
-            name, value = pair
-            if isinstance(name, str):
-                name = name.encode("latin-1", "replace")
-            if not isinstance(name, (bytes, bytearray)):
-                continue
-            name = bytes(name).lower()
-            if name in wanted and name not in found:
-                first = _first_value([value])
-                if first is not None:
-                    found[name] = first
+    for key in keys:
+        value = _first_value(get_values(key))
+        if value is not None:
+            found[key] = value
     return found
 
 
@@ -272,16 +286,9 @@ def _parse_forwarded_address(entry: str) -> tuple[str, int | None] | None:
     else:
         host = entry
         version = 6 if ":" in entry else 4
-    if "%" in host:
-        # Zone identifiers are meaningless to the application and would let
-        # arbitrary text through as the "address".
-        return None
-    try:
-        if version == 6:
-            ipaddress.IPv6Address(host)
-        else:
-            ipaddress.IPv4Address(host)
-    except ValueError:
+    # Zone identifiers ("%eth0") are rejected too: they are meaningless to the
+    # application and would let arbitrary text through as the "address".
+    if (_match_ipv6 if version == 6 else _match_ipv4)(host) is None:
         return None
     if port_text is None:
         return host, None
