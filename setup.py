@@ -30,9 +30,9 @@ setup(
     long_description_content_type="text/x-rst",
     license="BSD-3-Clause",
     python_requires=">=3.10",
-    # daphne/twisted/plugins holds a Twisted plugin module and deliberately has
-    # no __init__.py, so find_packages() cannot see it: list it explicitly.
-    # setuptools warns about it but still ships the directory's modules.
+    # daphne/twisted/plugins holds a Twisted plugin module. Twisted discovers
+    # plugins only in twisted/plugins directories, so installs put it there.
+    # (Editable installs do not: daphne handles fd: endpoints itself.)
     packages=find_packages(
         exclude=[
             "tests",
@@ -43,7 +43,8 @@ setup(
             "benchmarks.*",
         ]
     )
-    + ["daphne.twisted.plugins"],
+    + ["twisted.plugins"],
+    package_dir={"twisted.plugins": "daphne/twisted/plugins"},
     include_package_data=True,
     zip_safe=False,
     install_requires=[

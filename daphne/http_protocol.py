@@ -755,8 +755,8 @@ class HTTP11Protocol(protocol.Protocol):
         access_log = self.factory.access_log
         if access_log is None:
             return
-        client = self.client
         scope = request.scope
+        client = scope["client"]
         access_log(
             "http",
             "complete",

@@ -1,0 +1,116 @@
+"""Shared fixtures: a real daphne in a subprocess, reached over real sockets."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LISTENING = re.compile(r"Listening on (\S+) at (\S+)")
+
+
+class DaphneServer:
+    """A daphne subprocess; its stdout and stderr lines are collected."""
+
+    def __init__(self, args: list[str], env: dict | None = None) -> None:
+        self.args = args
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "daphne", *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self.addresses: list[str] = []
+        self.listening = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.stdout)),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.stderr)),
+        ]
+        for thread in self._threads:
+            thread.daemon = True
+            thread.start()
+
+    def _read(self, stream, lines: list[str]) -> None:
+        for line in stream:
+            lines.append(line.rstrip("\n"))
+            match = LISTENING.search(line)
+            if match:
+                self.addresses.append(match.group(2))
+                self.listening.set()
+
+    def wait_listening(self, count: int = 1, timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.addresses) < count:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"daphne did not start (exit {self.proc.poll()}):\n"
+                    + "\n".join(self.stderr)
+                )
+            time.sleep(0.02)
+
+    @property
+    def port(self) -> int:
+        return int(self.addresses[0].rsplit(":", 1)[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_for_line(self, pattern: str, stream: str = "stdout", timeout=5) -> str:
+        """The first line matching ``pattern``, waiting for it if needed."""
+        lines = getattr(self, stream)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(lines):
+                if re.search(pattern, line):
+                    return line
+            time.sleep(0.02)
+        raise AssertionError(f"no {stream} line matches {pattern!r}: {lines[-20:]}")
+
+    def wait(self, timeout: float = 15) -> int:
+        code = self.proc.wait(timeout)
+        for thread in self._threads:
+            thread.join(2)
+        return code
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.wait(timeout)
+
+
+@contextmanager
+def run_daphne(*args: str, app: str = "tests.apps:application", listen=True, **kw):
+    """Run ``python -m daphne ARGS APP``; by default on a free 127.0.0.1 port."""
+    endpoint = ["-e", "tcp:0:interface=127.0.0.1"] if listen else []
+    server = DaphneServer([*endpoint, *args, app], **kw)
+    try:
+        if listen:
+            server.wait_listening()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A daphne serving tests.apps with the access log on stdout."""
+    with run_daphne("--access-log", "-", "--http-timeout", "30") as running:
+        yield running
