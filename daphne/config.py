@@ -40,9 +40,6 @@ class Config:
     max_request_headers: int = 100
     #: Largest request body in bytes (``None``: no limit); larger bodies get 413.
     max_request_body_size: int | None = None
-    #: Requests queued behind the one in progress on a pipelined connection
-    #: before the server stops reading from it.
-    max_pipelined_requests: int = 16
     #: Value of the ``Server`` response header, or ``None`` to send none.
     server_name: str | None = "daphne"
 
@@ -94,7 +91,6 @@ class Config:
             "max_request_head_size",
             "max_request_headers",
             "max_app_queue",
-            "max_pipelined_requests",
         )
         for name in positive:
             if getattr(self, name) <= 0:

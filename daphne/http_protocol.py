@@ -341,6 +341,8 @@ class HTTP11Protocol(protocol.Protocol):
         self.head_size = 0
         self.host_count = 0
         self.transfer_encoding: bytes | None = None
+        #: The request declared a non-empty Content-Length.
+        self.content_length = False
         self.root_path_header: str | None = None
         self.expect = False
         self.in_head = False
@@ -386,7 +388,7 @@ class HTTP11Protocol(protocol.Protocol):
             return
         if self.partial_body is not None:
             self.flush_body(more=True)
-        if self.in_head and self.deadline_kind != "head":
+        if self.in_head and self.request is None and self.deadline_kind != "head":
             self.set_deadline("head", self.config.request_head_timeout)
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
@@ -471,6 +473,7 @@ class HTTP11Protocol(protocol.Protocol):
         self.head_size = 0
         self.host_count = 0
         self.transfer_encoding = None
+        self.content_length = False
         self.root_path_header = None
         self.expect = False
 
@@ -488,6 +491,8 @@ class HTTP11Protocol(protocol.Protocol):
             raise HeadersTooLarge("Too many request header fields")
         if not is_valid_header_value(value):
             raise HTTPError(f"Invalid character in header {name.decode('latin-1')}")
+        # llhttp strips leading whitespace only (RFC 9110 section 5.5).
+        value = value.rstrip(b" \t")
         name = name.lower()
         if b"_" in name:
             # A proxy may treat X_Foo and X-Foo as the same header; drop
@@ -499,6 +504,8 @@ class HTTP11Protocol(protocol.Protocol):
                 raise HTTPError("Duplicate Host header")
             if not is_valid_host(value):
                 raise HTTPError("Malformed Host header")
+        elif name == b"content-length":
+            self.content_length = value != b"0"
         elif name == b"transfer-encoding":
             if self.transfer_encoding is not None:
                 raise HTTPError("Duplicate Transfer-Encoding header")
@@ -517,6 +524,10 @@ class HTTP11Protocol(protocol.Protocol):
         if http_version == "1.1" and self.host_count == 0:
             raise HTTPError("Missing Host header")
         te = self.transfer_encoding
+        if parser.should_upgrade() and (te is not None or self.content_length):
+            # llhttp would skip the body of an upgrade request and parse it as
+            # the next request: a proxy and daphne would disagree on framing.
+            raise HTTPError("Upgrade requests must not have a body")
         if te is not None and te.strip().lower() != b"chunked":
             # RFC 9112 6.1: only chunked is understood; anything else cannot
             # be framed safely.
@@ -560,6 +571,8 @@ class HTTP11Protocol(protocol.Protocol):
 
     def build_scope(self, http_version: str) -> dict:
         url = self.url
+        if b"#" in url:
+            raise HTTPError("Malformed request target")
         if url[:1] == b"/":
             raw_path, _, query = url.partition(b"?")
         else:
@@ -622,7 +635,6 @@ class HTTP11Protocol(protocol.Protocol):
 
     def request_error(self, error: HTTPError) -> None:
         """The client sent something unacceptable: answer it and close."""
-        self.closing = True
         self.clear_deadline()
         if self.disconnected:
             return
@@ -630,6 +642,7 @@ class HTTP11Protocol(protocol.Protocol):
         if request is not None and request is self.parsing:
             # The body of the request being answered is broken.
             logger.info("Refused request body from %s: %s", self.client, error)
+            self.closing = True
             request.abort(error.status)
             return
         if request is not None and request.state not in (
@@ -640,6 +653,7 @@ class HTTP11Protocol(protocol.Protocol):
             self.deferred_error = error
             self.pause_reading("error")
             return
+        self.closing = True
         logger.info("Refused request from %s: %s", self.client, error)
         self.write_error(None, error.status, str(error))
 
@@ -702,9 +716,15 @@ class HTTP11Protocol(protocol.Protocol):
                 head.append(b"transfer-encoding: chunked\r\n")
             else:
                 keep_alive = False  # close-delimited (RFC 9112 section 6.3)
+        if not request.body_complete:
+            # Answering before the whole body arrived: the rest is not read,
+            # so the connection cannot be reused; say so (RFC 9110 9.6).
+            keep_alive = False
         request.keep_alive = keep_alive
         request.expect_continue = False
         self.common_headers(head, request.headers, keep_alive)
+        if keep_alive and request.scope["http_version"] == "1.0":
+            head.append(b"connection: keep-alive\r\n")
         head.append(b"\r\n")
         if body:
             head.append(self.frame(request, body, more))
