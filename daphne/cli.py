@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Any, NoReturn, TextIO
 
@@ -294,6 +295,11 @@ class CommandLineInterface:
     def run(self, args: list[str]) -> None:
         """Parse ``args`` and serve until stopped; exits on bad input."""
         options = self.parser.parse_args(args)
+        try:
+            record = logging.makeLogRecord({"msg": "test"})
+            logging.Formatter(options.log_fmt).format(record)
+        except (ValueError, KeyError, TypeError) as exc:
+            self.parser.error(f"argument --log-fmt: invalid format ({exc})")
         logging.basicConfig(
             level=LOG_LEVELS[options.verbosity], format=options.log_fmt, force=True
         )
@@ -365,6 +371,13 @@ class CommandLineInterface:
         )
 
     def build_endpoints(self, options: argparse.Namespace) -> list[str]:
+        if options.unix_socket:
+            directory = os.path.dirname(os.path.abspath(options.unix_socket))
+            if not os.path.isdir(directory):
+                raise ConfigError(
+                    f"Cannot listen on {options.unix_socket}: "
+                    f"directory {directory} does not exist"
+                )
         host, port = options.host, options.port
         if host is not None and port is None:
             port = DEFAULT_PORT

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -173,13 +174,15 @@ class Server:
         self.listeners.append(port)
         address = port.getHost()
         where = getattr(address, "name", None)
+        if isinstance(where, bytes):
+            where = os.fsdecode(where)
         if where is None:
             where = f"{address.host}:{address.port}"
         logger.info("Listening on %s at %s", description, where)
 
     def _fail(self, message: str) -> None:
+        # run() raises it; whoever called run() reports it, once.
         self.error = ServerError(message)
-        logger.error("%s", message)
         self.stop()
 
     @property

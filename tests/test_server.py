@@ -1,0 +1,425 @@
+"""Tests for daphne.server: endpoints, lifespan, graceful shutdown, and the
+Daphne 4 compatible constructor. Servers run in subprocesses and are reached
+over real sockets."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from daphne.config import Config
+from daphne.server import Server, ServerError
+
+from .cli_apps import LIFESPAN_LOG, STARTUP_FAILURE
+from .conftest import ROOT, run_daphne
+
+APP = "tests.cli_apps:application"
+
+
+def get_json(url: str, **kwargs) -> dict:
+    response = httpx.get(url, timeout=10, **kwargs)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def raw_request(sock: socket.socket, path: str) -> None:
+    """Send a keep-alive GET (HTTP/1.1 keeps the connection open by default)."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+
+
+def read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_response(data: bytes) -> tuple[int, bytes]:
+    """Status code and body of a complete Content-Length response."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    assert sep, f"incomplete response head: {data!r}"
+    status = int(head.split(b" ", 2)[1])
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    assert length, head
+    assert len(body) == int(length.group(1)), "response body was cut"
+    return status, body
+
+
+def ipv6_loopback_available() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------
+# Endpoints
+# --------------------------------------------------------------------------
+
+
+def test_two_tcp_endpoints_both_answer():
+    endpoint = "tcp:0:interface=127.0.0.1"
+    with run_daphne("-e", endpoint, "-e", endpoint, app=APP, listen=False) as server:
+        server.wait_listening(2)
+        ports = {int(address.rsplit(":", 1)[1]) for address in server.addresses}
+        assert len(ports) == 2
+        for port in ports:
+            scope = get_json(f"http://127.0.0.1:{port}/both")
+            assert scope["path"] == "/both"
+            assert scope["server"] == ["127.0.0.1", port]
+
+
+@pytest.mark.skipif(not ipv6_loopback_available(), reason="no IPv6 loopback")
+def test_ipv6_endpoint_answers_over_ipv6_loopback():
+    with run_daphne("-e", r"tcp:0:interface=\:\:1", app=APP, listen=False) as server:
+        server.wait_listening()
+        port = int(server.addresses[0].rsplit(":", 1)[1])
+        scope = get_json(f"http://[::1]:{port}/v6")
+        assert scope["path"] == "/v6"
+        assert scope["client"][0] == "::1"
+        assert scope["server"] == ["::1", port]
+
+
+def test_unix_socket_serves_with_no_client_or_server(tmp_path):
+    path = str(tmp_path / "daphne.sock")
+    with run_daphne("-u", path, app=APP, listen=False) as server:
+        server.wait_listening()
+        transport = httpx.HTTPTransport(uds=path)
+        with httpx.Client(transport=transport, timeout=10) as client:
+            response = client.get("http://localhost/over-unix?x=1")
+        assert response.status_code == 200
+        scope = response.json()
+        assert scope["path"] == "/over-unix"
+        assert scope["client"] is None
+        assert scope["server"] is None
+
+
+def test_unix_socket_listening_log_names_the_path(tmp_path):
+    path = str(tmp_path / "logged.sock")
+    with run_daphne("-u", path, app=APP, listen=False) as server:
+        server.wait_listening()
+        line = server.wait_for_line("Listening on", stream="stderr")
+    assert line.endswith(f"Listening on unix:{path} at {path}")
+
+
+class InheritedSocketServer:
+    """``python -m daphne ARGS`` given a listening socket to inherit."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.set_inheritable(True)
+        self.port = self.sock.getsockname()[1]
+        self.fd = self.sock.fileno()
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "daphne", *args, APP],
+            cwd=ROOT,
+            pass_fds=(self.fd,),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # Only the child may accept from now on: connections queue in the
+        # shared backlog until daphne adopts the socket.
+        self.sock.close()
+
+    def stop(self) -> tuple[int, str]:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            _, err = self.proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return self.proc.returncode, err
+
+
+@pytest.mark.parametrize(
+    "make_args",
+    [lambda fd: ["--fd", str(fd)], lambda fd: ["-e", f"fd:fileno={fd}"]],
+    ids=["--fd", "-e fd:fileno"],
+)
+def test_inherited_socket_is_served(make_args):
+    server = InheritedSocketServer()
+    try:
+        server.start(*make_args(server.fd))
+        scope = get_json(f"http://127.0.0.1:{server.port}/inherited")
+        assert scope["path"] == "/inherited"
+        assert scope["pid"] == server.proc.pid
+        assert scope["server"] == ["127.0.0.1", server.port]
+    finally:
+        code, err = server.stop()
+    assert "Traceback" not in err
+    assert code == 0, err
+
+
+# --------------------------------------------------------------------------
+# Lifespan
+# --------------------------------------------------------------------------
+
+
+def test_lifespan_startup_and_shutdown_events_are_sent(tmp_path):
+    log = tmp_path / "lifespan.log"
+    with run_daphne(
+        app="tests.cli_apps:lifespan_recorder", env={LIFESPAN_LOG: str(log)}
+    ) as server:
+        assert log.read_text().split() == ["lifespan.startup"]
+        assert get_json(server.url + "/during")["path"] == "/during"
+        assert server.stop(signal.SIGTERM) == 0
+    assert log.read_text().split() == ["lifespan.startup", "lifespan.shutdown"]
+
+
+def test_lifespan_on_with_an_app_raising_exits_with_one_line():
+    with run_daphne(
+        "--lifespan", "on", app="tests.cli_apps:lifespan_raises", listen=False
+    ) as server:
+        code = server.wait()
+    assert code not in (0, None)
+    stderr = "\n".join(server.stderr)
+    assert "Traceback" not in stderr
+    errors = [line for line in server.stderr if line.startswith("daphne: error:")]
+    assert len(errors) == 1, server.stderr
+    assert server.stderr[-1] == errors[0]
+    assert "lifespan" in errors[0].lower()
+    assert "lifespan is not supported by this application" in errors[0]
+    assert server.addresses == []
+
+
+@pytest.mark.parametrize("mode", ["auto", "on"])
+def test_lifespan_startup_failed_stops_before_listening(mode):
+    with run_daphne(
+        "--lifespan", mode, app="tests.cli_apps:lifespan_startup_fails", listen=False
+    ) as server:
+        code = server.wait()
+    assert code not in (0, None)
+    assert "Traceback" not in "\n".join(server.stderr)
+    assert server.stderr[-1].startswith("daphne: error:")
+    assert STARTUP_FAILURE in server.stderr[-1]
+    assert server.addresses == []
+    assert not any("Listening on" in line for line in server.stderr)
+
+
+def test_lifespan_auto_with_an_app_raising_still_serves():
+    with run_daphne("--lifespan", "auto", app="tests.cli_apps:lifespan_raises") as s:
+        assert get_json(s.url + "/no-lifespan")["path"] == "/no-lifespan"
+        assert s.proc.poll() is None
+    assert s.proc.returncode == 0
+
+
+def test_lifespan_off_sends_no_events(tmp_path):
+    log = tmp_path / "lifespan.log"
+    with run_daphne(
+        "--lifespan",
+        "off",
+        app="tests.cli_apps:lifespan_recorder",
+        env={LIFESPAN_LOG: str(log)},
+    ) as server:
+        assert get_json(server.url + "/")["type"] == "http"
+        assert server.stop() == 0
+    assert not log.exists()
+
+
+# --------------------------------------------------------------------------
+# Graceful shutdown
+# --------------------------------------------------------------------------
+
+
+def wait_until_connections_accepted(port: int) -> None:
+    """Make sure daphne serves (its first request) before the real test."""
+    assert get_json(f"http://127.0.0.1:{port}/warm-up")["path"] == "/warm-up"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_in_flight_request_completes_after_signal(sig):
+    with run_daphne(app=APP) as server:
+        wait_until_connections_accepted(server.port)
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        try:
+            raw_request(sock, "/slow?sleep=2")
+            time.sleep(0.5)  # the application is now sleeping
+            signalled = time.monotonic()
+            server.proc.send_signal(sig)
+            time.sleep(0.3)
+            # The listener is closed at once, the old connection is not.
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", server.port), timeout=2)
+            assert server.proc.poll() is None
+            # read_all returns once daphne closes the keep-alive connection
+            # after the response (it would time out otherwise).
+            status, body = parse_response(read_all(sock))
+        finally:
+            sock.close()
+        assert status == 200
+        assert json.loads(body)["path"] == "/slow"
+        assert server.wait(10) == 0
+        assert time.monotonic() - signalled < 5
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_shutdown_timeout_cuts_a_long_request(sig):
+    with run_daphne("--shutdown-timeout", "1", app=APP) as server:
+        wait_until_connections_accepted(server.port)
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        try:
+            raw_request(sock, "/very-slow?sleep=30")
+            time.sleep(0.3)
+            signalled = time.monotonic()
+            server.proc.send_signal(sig)
+            data = read_all(sock)
+            cut_after = time.monotonic() - signalled
+        finally:
+            sock.close()
+        assert b"/very-slow" not in data
+        assert 0.5 < cut_after < 3
+        assert server.wait(5) == 0
+        assert time.monotonic() - signalled < 3
+
+
+def test_idle_keep_alive_connection_does_not_delay_shutdown():
+    with run_daphne(app=APP) as server:
+        with httpx.Client(timeout=10) as client:
+            assert client.get(server.url + "/keep").status_code == 200
+            signalled = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
+            assert server.wait(10) == 0
+        assert time.monotonic() - signalled < 2
+
+
+# --------------------------------------------------------------------------
+# The Server class: Daphne 4 keyword arguments
+# --------------------------------------------------------------------------
+
+
+async def _app(scope, receive, send):
+    pass
+
+
+def test_server_accepts_daphne4_keyword_arguments():
+    logged = []
+
+    def action_logger(protocol, action, details):
+        logged.append(action)
+
+    def ready():
+        pass
+
+    server = Server(
+        _app,
+        endpoints=["tcp:port=0:interface=127.0.0.1"],
+        http_timeout=31,
+        websocket_timeout=401,
+        websocket_connect_timeout=21,
+        ping_interval=11,
+        ping_timeout=12,
+        root_path="/compat",
+        proxy_forwarded_address_header="X-Forwarded-For",
+        proxy_forwarded_port_header="X-Forwarded-Port",
+        proxy_forwarded_proto_header="X-Forwarded-Proto",
+        verbosity=2,
+        websocket_handshake_timeout=6,
+        application_close_timeout=13,
+        server_name="compat-server",
+        action_logger=action_logger,
+        ready_callable=ready,
+        signal_handlers=False,
+        request_buffer_size=4096,
+    )
+    config = server.config
+    assert isinstance(config, Config)
+    assert config.http_timeout == 31
+    assert config.websocket_timeout == 401
+    assert config.websocket_connect_timeout == 21
+    assert config.ping_interval == 11
+    assert config.ping_timeout == 12
+    assert config.root_path == "/compat"
+    assert config.proxy_forwarded_address_header == "X-Forwarded-For"
+    assert config.proxy_forwarded_port_header == "X-Forwarded-Port"
+    assert config.proxy_forwarded_proto_header == "X-Forwarded-Proto"
+    assert config.proxy_headers
+    assert config.verbosity == 2
+    assert config.websocket_handshake_timeout == 6
+    assert config.application_close_timeout == 13
+    assert config.server_name == "compat-server"
+    assert server.action_logger is action_logger
+    assert server.ready_callable is ready
+    assert server.signal_handlers is False
+    assert server.application is _app
+    assert server.endpoints == ["tcp:port=0:interface=127.0.0.1"]
+
+
+def test_server_positional_application_and_endpoints():
+    server = Server(_app, ["unix:/tmp/b.sock", "tcp:0"])
+    assert server.application is _app
+    assert server.endpoints == ["tcp:0", "unix:/tmp/b.sock"]
+    assert server.config == Config()
+    assert server.signal_handlers is True
+
+
+def test_server_keyword_arguments_override_a_given_config():
+    base = Config(http_timeout=5, root_path="/base")
+    server = Server(_app, endpoints=["tcp:0"], config=base, root_path="/kwarg")
+    assert server.config.root_path == "/kwarg"
+    assert server.config.http_timeout == 5
+    assert base.root_path == "/base"
+
+
+def test_server_daphne4_falsy_server_name_and_root_path():
+    server = Server(_app, endpoints=["tcp:0"], server_name="", root_path=None)
+    assert server.config.server_name is None
+    assert server.config.root_path == ""
+
+
+@pytest.mark.parametrize("endpoints", [None, []], ids=["None", "empty"])
+def test_server_without_endpoints_is_an_error(endpoints):
+    with pytest.raises(ServerError, match="No endpoints"):
+        Server(_app, endpoints=endpoints)
+
+
+def test_server_unknown_keyword_argument_is_a_type_error():
+    with pytest.raises(TypeError, match="no_such_option"):
+        Server(_app, endpoints=["tcp:0"], no_such_option=1)
+
+
+def test_server_invalid_keyword_value_is_a_config_error():
+    with pytest.raises(ValueError, match="ping_timeout"):
+        Server(_app, endpoints=["tcp:0"], ping_timeout=0)
+
+
+# --------------------------------------------------------------------------
+# Names other code imports from daphne
+# --------------------------------------------------------------------------
+
+
+def test_compat_names_are_importable():
+    from daphne.access import AccessLogGenerator
+    from daphne.endpoints import build_endpoint_description_strings
+    from daphne.utils import parse_x_forwarded_for
+
+    assert callable(AccessLogGenerator)
+    assert callable(parse_x_forwarded_for)
+    assert build_endpoint_description_strings(host="127.0.0.1", port=8000) == [
+        "tcp:port=8000:interface=127.0.0.1"
+    ]
