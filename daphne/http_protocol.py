@@ -237,8 +237,13 @@ class HTTPRequest:
 
     def _start_response(self, event: Event) -> None:
         status = event.get("status")
-        if type(status) is not int or not 200 <= status <= 599:
+        if (
+            not isinstance(status, int)
+            or isinstance(status, bool)
+            or not 200 <= status <= 599
+        ):
             self.fail(f"Invalid response status {status!r}")
+        status = int(status)
         headers = []
         try:
             for name, value in event.get("headers", ()):
@@ -339,6 +344,11 @@ class HTTP11Protocol(protocol.Protocol):
         self.url = b""
         self.req_headers: list[tuple[bytes, bytes]] = []
         self.head_size = 0
+        self.header_count = 0
+        #: Requests begun on this connection, and raw bytes of the head being
+        #: received (see dataReceived).
+        self.messages = 0
+        self.head_bytes = 0
         self.host_count = 0
         self.transfer_encoding: bytes | None = None
         #: The request declared a non-empty Content-Length.
@@ -365,13 +375,17 @@ class HTTP11Protocol(protocol.Protocol):
         self.set_deadline("idle", self.config.request_head_timeout)
 
     def dataReceived(self, data: bytes) -> None:
-        if self.closing:
+        if self.closing or self.deferred_error is not None:
             return
+        message = self.messages
+        continuing = self.in_head
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
             error = exc.__context__
-            if not isinstance(error, HTTPError):
+            if error is None:
+                error = HTTPError("Malformed request")
+            elif not isinstance(error, HTTPError):
                 raise error from None
             self.request_error(error)
             return
@@ -388,6 +402,16 @@ class HTTP11Protocol(protocol.Protocol):
             return
         if self.partial_body is not None:
             self.flush_body(more=True)
+        if self.in_head:
+            # llhttp holds an unterminated header line back from on_header,
+            # so count raw bytes too (an over-estimate of at most one read).
+            if continuing and message == self.messages:
+                self.head_bytes += len(data)
+            else:
+                self.head_bytes = len(data)
+            if self.head_bytes > self.config.max_request_head_size:
+                self.request_error(HeadersTooLarge("Request header fields too large"))
+                return
         if self.in_head and self.request is None and self.deadline_kind != "head":
             self.set_deadline("head", self.config.request_head_timeout)
 
@@ -467,10 +491,12 @@ class HTTP11Protocol(protocol.Protocol):
     # -- httptools callbacks ---------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self.messages += 1
         self.in_head = True
         self.url = b""
         self.req_headers = []
         self.head_size = 0
+        self.header_count = 0
         self.host_count = 0
         self.transfer_encoding = None
         self.content_length = False
@@ -487,7 +513,8 @@ class HTTP11Protocol(protocol.Protocol):
         self.head_size += len(name) + len(value) + 4
         if self.head_size > self.config.max_request_head_size:
             raise HeadersTooLarge("Request header fields too large")
-        if len(self.req_headers) >= self.config.max_request_headers:
+        self.header_count += 1
+        if self.header_count > self.config.max_request_headers:
             raise HeadersTooLarge("Too many request header fields")
         if not is_valid_header_value(value):
             raise HTTPError(f"Invalid character in header {name.decode('latin-1')}")
@@ -521,6 +548,8 @@ class HTTP11Protocol(protocol.Protocol):
         self.in_head = False
         parser = self.parser
         http_version = parser.get_http_version()
+        if http_version not in ("1.1", "1.0"):
+            raise HTTPError(f"HTTP/{http_version} not supported", 505)
         if http_version == "1.1" and self.host_count == 0:
             raise HTTPError("Missing Host header")
         te = self.transfer_encoding
@@ -704,8 +733,11 @@ class HTTP11Protocol(protocol.Protocol):
             lower = name.lower()
             if lower == b"transfer-encoding":
                 continue  # framing is the server's job, never the application's
-            if lower == b"connection" and b"close" in value.lower():
-                keep_alive = False
+            if lower == b"connection":
+                # Persistence is the server's call; it sends the one header.
+                if b"close" in value.lower():
+                    keep_alive = False
+                continue
             head.append(b"%s: %s\r\n" % (name, value))
         if request.length is None and not request.no_body:
             if not more:
@@ -801,6 +833,8 @@ class HTTP11Protocol(protocol.Protocol):
         if request is not self.request:
             keep_alive = False
         self.request = None
+        # A full queue of an instance that is done must not stall the next one.
+        self.resume_reading("app")
         if not keep_alive or self.closing:
             self.closing = True
             if not self.disconnected:

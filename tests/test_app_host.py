@@ -347,11 +347,6 @@ def test_rejected_event_raises_in_app_send(loop, clock):
     assert sink.finished == [sink.reply_error]
 
 
-@pytest.mark.xfail(
-    reason="BUG: a cancelled receive() cancels the shared waiter future, and "
-    "the next receive() awaits it and raises CancelledError",
-    strict=True,
-)
 def test_receive_works_after_a_cancelled_receive(loop, clock):
     """E.g. ``asyncio.wait_for(receive(), timeout)`` timing out once."""
     received = []
@@ -373,11 +368,6 @@ def test_receive_works_after_a_cancelled_receive(loop, clock):
     assert sink.finished == [None]
 
 
-@pytest.mark.xfail(
-    reason="BUG: a send() cancelled while paused cancels the shared drain "
-    "future, and the next paused send() raises CancelledError",
-    strict=True,
-)
 def test_send_waits_again_after_a_cancelled_paused_send(loop, clock):
     async def app(scope, receive, send):
         first = asyncio.ensure_future(send(START))
@@ -399,7 +389,7 @@ def test_send_waits_again_after_a_cancelled_paused_send(loop, clock):
 
 def test_app_returning_with_full_queue_never_resumes_reading(loop, clock):
     """AppInstance only reports room in its queue from receive(): the protocol
-    must lift its own read pause when the exchange ends (see the xfail
+    must lift its own read pause when the exchange ends (see
     test_read_pause_from_full_queue_is_lifted_when_the_exchange_ends)."""
 
     async def app(scope, receive, send):

@@ -688,11 +688,6 @@ def test_connection_close_from_app_closes_after_response():
     assert not conn.open
 
 
-@pytest.mark.xfail(
-    reason="BUG: the app's Connection header is copied and the server adds its "
-    "own 'connection: close', so the response carries two Connection headers",
-    strict=True,
-)
 def test_connection_close_from_app_is_sent_once():
     conn = connect()
     conn.send(GET)
@@ -700,11 +695,6 @@ def test_connection_close_from_app_is_sent_once():
     assert one_response(conn.output()).values(b"connection") == [b"close"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: when the server decides to close (HTTP/1.0 streamed body) the "
-    "app's 'connection: keep-alive' is still sent next to 'connection: close'",
-    strict=True,
-)
 def test_server_close_overrides_app_keep_alive_header():
     conn = connect()
     conn.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
@@ -914,11 +904,6 @@ def test_event_after_complete_response_is_refused_without_output():
     assert conn.output() == written
 
 
-@pytest.mark.xfail(
-    reason="BUG: a status given as http.HTTPStatus (an int subclass) is refused "
-    "because _start_response checks type(status) is int",
-    strict=True,
-)
 def test_http_status_enum_is_accepted_as_status():
     conn = connect()
     conn.send(GET)
@@ -1007,11 +992,6 @@ def test_resume_reading_does_not_override_pipeline_pause():
     assert conn.transport.producerState == "producing"
 
 
-@pytest.mark.xfail(
-    reason="BUG: the 'app' read pause of a request whose instance ended with a "
-    "full queue is never lifted, so a keep-alive connection stops reading",
-    strict=True,
-)
 def test_read_pause_from_full_queue_is_lifted_when_the_exchange_ends():
     conn = connect()
     conn.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n")
@@ -1066,11 +1046,6 @@ def test_url_longer_than_head_size_gets_414_before_line_ends():
     assert not conn.open
 
 
-@pytest.mark.xfail(
-    reason="BUG: httptools buffers a header line until it is complete, so "
-    "max_request_head_size is not enforced on an unterminated header line",
-    strict=True,
-)
 def test_unterminated_giant_header_line_gets_431_without_waiting():
     conn = connect(max_request_head_size=1000)
     conn.send(b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: ")
@@ -1117,12 +1092,6 @@ def test_bad_pipelined_head_is_answered_after_the_response_in_flight():
     assert [r.status for r in responses] == [200, 431]
 
 
-@pytest.mark.xfail(
-    reason="BUG: after a deferred request error the parser is failed but "
-    "dataReceived still feeds it; httptools raises a callback error without "
-    "__context__ and dataReceived does `raise None` (TypeError)",
-    strict=True,
-)
 def test_data_after_a_deferred_request_error_is_ignored():
     conn = connect(max_request_headers=2)
     conn.send(GET)
@@ -1283,11 +1252,6 @@ def test_body_of_upgrade_request_is_never_parsed_as_a_request(framing, split):
 
 @pytest.mark.parametrize(
     "request_line", [b"GET / HTTP/2.0", b"GET / HTTP/0.9"], ids=["2.0", "0.9"]
-)
-@pytest.mark.xfail(
-    reason="BUG: HTTP/0.9 and HTTP/2.0 request lines reach the app with "
-    "http_version '0.9'/'2.0' (not an ASGI value) instead of getting 505",
-    strict=True,
 )
 def test_unsupported_http_version_gets_505(request_line):
     conn = connect()

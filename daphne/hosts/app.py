@@ -106,7 +106,8 @@ class AppInstance:
                 return self.final
             self.sink.receive_requested()
             waiter = self.waiter
-            if waiter is None:
+            if waiter is None or waiter.done():
+                # (done: an earlier receive() was cancelled, taking it along)
                 waiter = self.waiter = self.host.loop.create_future()
             await waiter
         event = queue.popleft()
@@ -118,7 +119,7 @@ class AppInstance:
     async def send(self, event: Event) -> None:
         self.sink.handle_reply(event)
         if self.send_paused:
-            if self.drain is None:
+            if self.drain is None or self.drain.done():
                 self.drain = self.host.loop.create_future()
             await self.drain
 
