@@ -103,12 +103,14 @@ class CommandLineInterface:
         bind.add_argument(
             "-u",
             "--unix-socket",
+            metavar="PATH",
             help="path of a UNIX socket to listen on (e.g. behind nginx)",
         )
         bind.add_argument(
             "--fd",
             dest="file_descriptor",
             type=_non_negative_int,
+            metavar="N",
             help="listen on an already-bound socket inherited from a process "
             "manager (Circus, systemd) as this file descriptor",
         )
@@ -128,12 +130,14 @@ class CommandLineInterface:
             "-t",
             "--http-timeout",
             type=_seconds,
+            metavar="SECONDS",
             help="answer 503 to a request without a complete response after this "
             "many seconds; a response already streaming is cut (default: none)",
         )
         http.add_argument(
             "--request-head-timeout",
             type=_seconds,
+            metavar="SECONDS",
             default=defaults.request_head_timeout,
             help="seconds a client has to send a complete request head, else 408 "
             "(default: %(default)s)",
@@ -141,6 +145,7 @@ class CommandLineInterface:
         http.add_argument(
             "--keep-alive-timeout",
             type=_seconds,
+            metavar="SECONDS",
             default=defaults.keep_alive_timeout,
             help="seconds an idle keep-alive connection stays open "
             "(default: %(default)s)",
@@ -148,6 +153,7 @@ class CommandLineInterface:
         http.add_argument(
             "--max-request-body-size",
             type=_non_negative_int,
+            metavar="BYTES",
             default=0,
             help="largest request body in bytes, larger ones get 413 "
             "(default: 0, no limit)",
@@ -155,12 +161,14 @@ class CommandLineInterface:
         http.add_argument(
             "--root-path",
             default="",
+            metavar="PATH",
             help="the path prefix the application is mounted at (root_path in "
             "the scope); a Daphne-Root-Path request header overrides it",
         )
         http.add_argument(
             "--server-name",
             default=defaults.server_name,
+            metavar="NAME",
             help="value of the Server response header (default: %(default)s)",
         )
         http.add_argument(
@@ -175,6 +183,7 @@ class CommandLineInterface:
             "--websocket-timeout",
             dest="websocket_timeout",
             type=_seconds,
+            metavar="SECONDS",
             default=defaults.websocket_timeout,
             help="close a WebSocket open longer than this many seconds; negative "
             "means never (default: %(default)s)",
@@ -184,6 +193,7 @@ class CommandLineInterface:
             "--websocket-connect-timeout",
             dest="websocket_connect_timeout",
             type=_seconds,
+            metavar="SECONDS",
             default=defaults.websocket_connect_timeout,
             help="refuse a WebSocket handshake the application leaves pending "
             "this long; negative means never (default: %(default)s)",
@@ -191,6 +201,7 @@ class CommandLineInterface:
         ws.add_argument(
             "--websocket-max-message-size",
             type=_non_negative_int,
+            metavar="BYTES",
             default=defaults.websocket_max_message_size,
             help="largest incoming message in bytes, 0 for no limit "
             "(default: %(default)s)",
@@ -198,6 +209,7 @@ class CommandLineInterface:
         ws.add_argument(
             "--websocket-max-frame-size",
             type=_non_negative_int,
+            metavar="BYTES",
             default=defaults.websocket_max_frame_size,
             help="largest incoming frame in bytes, 0 for no limit "
             "(default: %(default)s)",
@@ -205,12 +217,14 @@ class CommandLineInterface:
         ws.add_argument(
             "--ping-interval",
             type=_seconds,
+            metavar="SECONDS",
             default=defaults.ping_interval,
             help="send a ping after this many idle seconds (default: %(default)s)",
         )
         ws.add_argument(
             "--ping-timeout",
             type=_seconds,
+            metavar="SECONDS",
             default=defaults.ping_timeout,
             help="drop a WebSocket that does not answer a ping within this many "
             "seconds (default: %(default)s)",
@@ -220,6 +234,7 @@ class CommandLineInterface:
         app.add_argument(
             "--application-close-timeout",
             type=_seconds,
+            metavar="SECONDS",
             default=defaults.application_close_timeout,
             help="seconds an application instance may run after its connection "
             "closed before it is cancelled (default: %(default)s)",
@@ -235,6 +250,7 @@ class CommandLineInterface:
         app.add_argument(
             "--shutdown-timeout",
             type=_seconds,
+            metavar="SECONDS",
             default=defaults.shutdown_timeout,
             help="on SIGINT/SIGTERM, seconds in-flight requests get to finish "
             "(default: %(default)s)",
@@ -279,6 +295,7 @@ class CommandLineInterface:
         log.add_argument(
             "--log-fmt",
             default=DEFAULT_LOG_FORMAT,
+            metavar="FORMAT",
             help="logging format string (default: %(default)r)",
         )
 
