@@ -17,7 +17,7 @@ PORT ?= 8000
 APP ?= examples.hello.app:application
 
 .DEFAULT_GOAL := test
-.PHONY: install run test lint format clean distclean
+.PHONY: install run test lint format clean distclean bench
 
 install: $(STAMP)
 
@@ -53,3 +53,28 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV)
+
+# Benchmarks: `make bench` (3 rounds, ~10 minutes) or `make bench ARGS=--quick`
+# (1 round, ~70 s); see benchmarks/README.md. The peers (Daphne 4,
+# uvicorn, hypercorn, matplotlib) live in their own virtualenv, never in .venv.
+PEERS_VENV ?= benchmarks/.venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
+ARGS ?=
+
+$(PEERS_VENV)/bin/python:
+	$(PYTHON) -m venv $(PEERS_VENV)
+
+$(PEERS_STAMP): benchmarks/requirements-peers.txt | $(PEERS_VENV)/bin/python
+	$(PEERS_VENV)/bin/python -m pip install -r benchmarks/requirements-peers.txt
+	touch $@
+
+# daphne's .venv is used as it is (the editable install benchmarks the working
+# tree); `make install` runs only if daphne is missing from it, so a benchmark
+# never reinstalls packages under a test run going on at the same time.
+$(BIN)/daphne:
+	$(MAKE) install
+
+bench: $(PEERS_STAMP) | $(BIN)/daphne
+	@command -v wrk >/dev/null 2>&1 || apt-get install -y wrk \
+		|| { apt-get update && apt-get install -y wrk; }
+	$(PYTHON) benchmarks/run.py --peers-venv $(PEERS_VENV) $(ARGS)

@@ -1,0 +1,345 @@
+"""The servers under comparison, and how one is started, watched and stopped.
+
+Standard library only: the harness runs on any Python 3.10+.
+
+Each :class:`ServerSpec` is a command line with ``{bin}`` (the bin/ folder of
+the virtualenv it lives in) and ``{port}`` placeholders. Every server is
+started with ``benchmarks/`` as its working directory, so ``app:application``
+is :mod:`benchmarks.app` for all of them, and in a session (process group) of
+its own, so stopping it stops any worker processes it spawned too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+HOST = "127.0.0.1"
+
+#: ``features`` values: the server has it, has not, or must be asked (the
+#: workload tries it, e.g. a WebSocket handshake, and a refusal means n/a).
+YES, NO, PROBE = "yes", "no", "probe"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where the two virtualenvs are."""
+
+    main_venv: Path = ROOT / ".venv"
+    peers_venv: Path = BENCH_DIR / ".venv-peers"
+
+    def bin(self, venv: str) -> Path:
+        return (self.main_venv if venv == "main" else self.peers_venv) / "bin"
+
+    @property
+    def peers_python(self) -> Path:
+        return self.bin("peers") / "python"
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    key: str
+    label: str
+    venv: str  # "main" (daphne's own .venv) or "peers"
+    argv: tuple[str, ...]
+    features: dict[str, str] = field(default_factory=dict)
+    note: str = ""
+    #: distribution whose version is recorded (and fills ``{version}`` in the
+    #: label), looked up in ``venv``
+    distribution: str | None = None
+
+    def display(self, version: str | None) -> str:
+        return self.label.format(version=version or "?")
+
+    def feature(self, name: str | None) -> str:
+        if name is None:
+            return YES
+        return self.features.get(name, PROBE)
+
+    def command(self, paths: Paths, port: int) -> list[str]:
+        bindir = str(paths.bin(self.venv))
+        return [part.format(bin=bindir, port=port) for part in self.argv]
+
+
+SERVERS: tuple[ServerSpec, ...] = (
+    ServerSpec(
+        key="daphne",
+        label="daphne (this repo)",
+        venv="main",
+        distribution="daphne",
+        argv=(
+            "{bin}/daphne",
+            "-v",
+            "0",
+            "-e",
+            "tcp:{port}:interface=" + HOST,
+            "app:application",
+        ),
+        note="httptools on Twisted, asyncio reactor on uvloop",
+    ),
+    ServerSpec(
+        key="daphne4",
+        label="Daphne {version}",
+        venv="peers",
+        distribution="daphne",
+        argv=(
+            "{bin}/daphne",
+            "-v",
+            "0",
+            "-b",
+            HOST,
+            "-p",
+            "{port}",
+            "app:application",
+        ),
+        note="the baseline: Twisted's own HTTP/1.1 and autobahn WebSocket",
+    ),
+    ServerSpec(
+        key="uvicorn-h11",
+        label="uvicorn h11+asyncio",
+        venv="peers",
+        distribution="uvicorn",
+        argv=(
+            "{bin}/uvicorn",
+            "--host",
+            HOST,
+            "--port",
+            "{port}",
+            "--http",
+            "h11",
+            "--loop",
+            "asyncio",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "app:application",
+        ),
+    ),
+    ServerSpec(
+        key="uvicorn-httptools",
+        label="uvicorn httptools+uvloop",
+        venv="peers",
+        distribution="uvicorn",
+        argv=(
+            "{bin}/uvicorn",
+            "--host",
+            HOST,
+            "--port",
+            "{port}",
+            "--http",
+            "httptools",
+            "--loop",
+            "uvloop",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "app:application",
+        ),
+    ),
+    ServerSpec(
+        key="hypercorn",
+        label="hypercorn",
+        venv="peers",
+        distribution="hypercorn",
+        argv=("{bin}/hypercorn", "--bind", HOST + ":{port}", "app:application"),
+        note="defaults: asyncio worker, one worker process under a supervisor",
+    ),
+    ServerSpec(
+        key="raw-twisted",
+        label="raw Twisted (limit)",
+        venv="main",
+        distribution="twisted",
+        argv=("{bin}/python", "raw_twisted.py", "--port", "{port}"),
+        features={"websocket": NO, "channel_layer": NO},
+        note="canned response per request head, daphne's reactor and loop",
+    ),
+)
+
+SERVERS_BY_KEY = {spec.key: spec for spec in SERVERS}
+BASELINE = "daphne4"
+
+
+class ServerFailed(Exception):
+    """The server would not start, or died while it was being measured."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def child_env() -> dict[str, str]:
+    """The harness's environment, less anything that would pick a Python."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")
+    }
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def pin(cpu: int | None, argv: list[str]) -> list[str]:
+    """Prefix ``argv`` with ``taskset -c CPU`` (when pinning is on)."""
+    return argv if cpu is None else ["taskset", "-c", str(cpu), *argv]
+
+
+def rss_kib_of_group(pgid: int) -> int:
+    """Resident memory (KiB) of every process in process group ``pgid``.
+
+    A server that forks or spawns workers (hypercorn runs its worker under a
+    supervisor) is measured whole.
+    """
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                stat = handle.read()
+            # Fields after the parenthesised command name: state ppid pgrp ...
+            fields = stat[stat.rindex(b")") + 2 :].split()
+            if int(fields[2]) != pgid:
+                continue
+            with open(f"/proc/{entry.name}/status") as handle:
+                for line in handle:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+                        break
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or a kernel thread without VmRSS
+    return total
+
+
+class RunningServer:
+    """One server process, from start to a guaranteed stop.
+
+    Use as a context manager: ``__enter__`` starts it and waits until it
+    answers ``GET /`` with 200 (an accepted connection alone is not enough:
+    a supervisor may listen before its worker can serve); ``__exit__`` kills
+    its whole process group.
+    """
+
+    def __init__(
+        self,
+        spec: ServerSpec,
+        paths: Paths,
+        cpu: int | None,
+        log_path: Path,
+        start_timeout: float = 30.0,
+    ) -> None:
+        self.spec = spec
+        self.port = free_port()
+        self.argv = spec.command(paths, self.port)
+        self.cpu = cpu
+        self.log_path = log_path
+        self.start_timeout = start_timeout
+        self.process: subprocess.Popen | None = None
+        self.started_in: float | None = None
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def __enter__(self) -> RunningServer:
+        executable = Path(self.argv[0])
+        if not executable.exists():
+            raise ServerFailed(f"{executable} not found (run `make bench` first)")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        began = time.monotonic()
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                pin(self.cpu, self.argv),
+                cwd=BENCH_DIR,
+                env=child_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        self.started_in = time.monotonic() - began
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        last_error = "no answer"
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                connection = http.client.HTTPConnection(HOST, self.port, timeout=2)
+                try:
+                    connection.request("GET", "/")
+                    response = connection.getresponse()
+                    response.read()
+                finally:
+                    connection.close()
+                if response.status == 200:
+                    return
+                last_error = f"GET / answered {response.status}"
+            except (OSError, http.client.HTTPException) as exc:
+                last_error = f"{type(exc).__name__}: {exc}"
+            time.sleep(0.05)
+        raise ServerFailed(
+            f"not serving after {self.start_timeout:.0f} s ({last_error})"
+            + self.log_excerpt()
+        )
+
+    def check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise ServerFailed(
+                f"exited with status {self.process.returncode}" + self.log_excerpt()
+            )
+
+    def stop(self) -> None:
+        process = self.process
+        if process is None:
+            return
+        pgid = process.pid  # start_new_session: the group is the server's own
+        for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, sig)
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                continue
+            # The leader is gone; make sure no worker outlived it.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+            break
+        self.process = None
+
+    # -- observation ---------------------------------------------------------
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def rss_kib(self) -> int:
+        return rss_kib_of_group(self.pid)
+
+    def log_excerpt(self, lines: int = 6) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").strip()
+        except OSError:
+            return ""
+        if not text:
+            return ""
+        tail = text.splitlines()[-lines:]
+        return "; log: " + " | ".join(line.strip() for line in tail)

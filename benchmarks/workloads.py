@@ -1,0 +1,430 @@
+"""The measurements: one :class:`Workload` per section of the report.
+
+Standard library only. A workload runs against a server that is already up
+(see :class:`servers.RunningServer`) and returns its metric values, or raises
+:class:`Unsupported` (the server lacks the feature: shown as "n/a") or
+:class:`MeasurementFailed` (shown as "failed", with the reason).
+
+Adding a section (e.g. a channel-layer round trip) means writing a subclass
+with a ``key``, ``title``, ``feature`` and ``metrics`` and a ``measure``
+method, and appending an instance to :data:`WORKLOADS`; servers declare the
+feature in :attr:`servers.ServerSpec.features` (``yes``/``no``/``probe``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import selectors
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from servers import BENCH_DIR, HOST, Paths, RunningServer, child_env, pin
+
+WS_CLIENT = BENCH_DIR / "ws_client.py"
+
+
+class Unsupported(Exception):
+    """The server does not offer what this workload needs."""
+
+
+class MeasurementFailed(Exception):
+    """The load generator or the server broke; the value would be meaningless."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    kind: str  # "rate", "ms", "kib", "mib" or "pct": how to format it
+    better: str = "higher"  # or "lower"
+    #: compared with the baseline (a "(1.23x)" ratio) and drawn in the chart;
+    #: off for diagnostics such as the load generator's own CPU use
+    compare: bool = True
+
+
+@dataclass
+class Settings:
+    """What a run is asked to do; filled in from the command line."""
+
+    paths: Paths
+    load_cpu: int | None
+    duration: int  # seconds per wrk run
+    warmup: int  # seconds of discarded wrk load before each measured run
+    ws_connections: int
+    ws_messages: int
+    ws_size: int
+    idle_connections: int
+    log_dir: Path
+
+
+class Workload:
+    key = ""
+    title = ""
+    #: feature a server needs (see ``ServerSpec.features``); None: all have it
+    feature: str | None = None
+    metrics: tuple[Metric, ...] = ()
+    #: the metric drawn in the chart
+    headline = ""
+
+    def title_for(self, settings: Settings) -> str:
+        """The section heading, with the sizes this run used."""
+        return self.title
+
+    def describe(self, settings: Settings) -> dict:
+        """The settings worth recording next to the results."""
+        return {}
+
+    def measure(self, server: RunningServer, settings: Settings) -> dict:
+        raise NotImplementedError
+
+
+# -- HTTP with wrk -------------------------------------------------------------
+
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+_LATENCY = re.compile(r"^\s*(50|75|90|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.M)
+_RATE = re.compile(r"^Requests/sec:\s+([\d.]+)", re.M)
+_TOTAL = re.compile(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h)", re.M)
+_SOCKET_ERRORS = re.compile(
+    r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"
+)
+_NON_2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+
+
+def parse_wrk(output: str) -> dict:
+    """Requests/s, latency percentiles (ms) and error counts from wrk's report."""
+    rate = _RATE.search(output)
+    if not rate:
+        raise MeasurementFailed("no Requests/sec in wrk output: " + tail(output))
+    result: dict = {"rps": float(rate.group(1))}
+    for percent, value, unit in _LATENCY.findall(output):
+        result[f"p{percent}_ms"] = float(value) * _UNITS_MS[unit]
+    total = _TOTAL.search(output)
+    if total:
+        result["requests"] = int(total.group(1))
+        result["seconds"] = float(total.group(2)) * _UNITS_MS[total.group(3)] / 1000
+    errors = _SOCKET_ERRORS.search(output)
+    result["socket_errors"] = sum(map(int, errors.groups())) if errors else 0
+    non_2xx = _NON_2XX.search(output)
+    result["non_2xx"] = int(non_2xx.group(1)) if non_2xx else 0
+    return result
+
+
+def tail(text: str, lines: int = 4) -> str:
+    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
+
+
+class HttpWrk(Workload):
+    feature = None
+    headline = "rps"
+    metrics = (
+        Metric("rps", "req/s", "rate"),
+        Metric("p50_ms", "p50 ms", "ms", "lower"),
+        Metric("p99_ms", "p99 ms", "ms", "lower"),
+    )
+
+    def __init__(self, connections: int) -> None:
+        self.connections = connections
+        self.key = f"http-c{connections}"
+        plural = "s" if connections != 1 else ""
+        self.title = f"HTTP GET /, {connections} connection{plural}"
+
+    def describe(self, settings: Settings) -> dict:
+        return {
+            "tool": "wrk",
+            "threads": 1,
+            "connections": self.connections,
+            "duration_s": settings.duration,
+            "warmup_s": settings.warmup,
+        }
+
+    def wrk(self, server: RunningServer, settings: Settings, seconds: int) -> str:
+        argv = [
+            "wrk",
+            "-t1",
+            f"-c{self.connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "5s",
+            "--latency",
+            f"http://{HOST}:{server.port}/",
+        ]
+        try:
+            done = subprocess.run(
+                pin(settings.load_cpu, argv),
+                capture_output=True,
+                text=True,
+                timeout=seconds + 30,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise MeasurementFailed(f"wrk did not finish in {seconds + 30} s") from exc
+        if done.returncode != 0:
+            raise MeasurementFailed(
+                f"wrk exited with {done.returncode}: " + tail(done.stderr + done.stdout)
+            )
+        return done.stdout
+
+    def measure(self, server: RunningServer, settings: Settings) -> dict:
+        if settings.warmup > 0:
+            self.wrk(server, settings, settings.warmup)
+        result = parse_wrk(self.wrk(server, settings, settings.duration))
+        server.check_alive()
+        if not result.get("requests"):
+            raise MeasurementFailed("wrk completed no request")
+        return result
+
+
+# -- WebSocket through ws_client.py ----------------------------------------------
+
+
+def run_ws_client(settings: Settings, args: list[str], timeout: float) -> dict:
+    """Run ws_client.py to completion and return its (last) JSON line."""
+    argv = [str(settings.paths.peers_python), str(WS_CLIENT), *args]
+    try:
+        done = subprocess.run(
+            pin(settings.load_cpu, argv),
+            capture_output=True,
+            text=True,
+            timeout=timeout + 15,
+            env=child_env(),
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise MeasurementFailed(
+            f"ws_client did not finish in {timeout + 15} s"
+        ) from exc
+    return client_result(done.stdout, done.stderr, done.returncode)
+
+
+def client_result(stdout: str, stderr: str, returncode: int | None) -> dict:
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise MeasurementFailed(
+            f"ws_client printed nothing (status {returncode}): " + tail(stderr)
+        )
+    result = json.loads(lines[-1])
+    if result.get("supported") is False:
+        raise Unsupported(
+            f"WebSocket handshake answered {result.get('status')} "
+            f"{result.get('reason', '')}".strip()
+        )
+    if "error" in result:
+        raise MeasurementFailed("ws_client: " + result["error"])
+    return result
+
+
+def ws_probe(server: RunningServer, settings: Settings) -> None:
+    """Handshake and a few echoes: tells n/a apart, and warms the server up."""
+    run_ws_client(
+        settings,
+        ["echo", "--port", str(server.port), "--connections", "4", "--messages", "50"],
+        timeout=20,
+    )
+
+
+class WebSocketEcho(Workload):
+    key = "ws-echo"
+    feature = "websocket"
+    headline = "rtps"
+    metrics = (
+        Metric("rtps", "round trips/s", "rate"),
+        Metric("p50_ms", "p50 ms", "ms", "lower"),
+        Metric("p99_ms", "p99 ms", "ms", "lower"),
+        Metric("client_cpu_pct", "client CPU", "pct", "lower", compare=False),
+    )
+
+    title = "WebSocket echo"
+
+    def title_for(self, settings: Settings) -> str:
+        return (
+            f"WebSocket echo, {settings.ws_connections} connections "
+            f"x {settings.ws_messages:,} messages"
+        )
+
+    def describe(self, settings: Settings) -> dict:
+        return {
+            "client": "benchmarks/ws_client.py (raw RFC 6455 on asyncio/uvloop)",
+            "connections": settings.ws_connections,
+            "messages_per_connection": settings.ws_messages,
+            "message_bytes": settings.ws_size,
+        }
+
+    def measure(self, server: RunningServer, settings: Settings) -> dict:
+        ws_probe(server, settings)
+        result = run_ws_client(
+            settings,
+            [
+                "echo",
+                "--port",
+                str(server.port),
+                "--connections",
+                str(settings.ws_connections),
+                "--messages",
+                str(settings.ws_messages),
+                "--size",
+                str(settings.ws_size),
+                "--timeout",
+                "120",
+            ],
+            timeout=120,
+        )
+        server.check_alive()
+        return {
+            "rtps": result["round_trips_per_s"],
+            "p50_ms": result["p50_ms"],
+            "p99_ms": result["p99_ms"],
+            "client_cpu_pct": result["client_cpu_pct"],
+            "client_cpu_s": result["client_cpu_s"],
+            "round_trips": result["round_trips"],
+            "seconds": result["seconds"],
+        }
+
+
+class WebSocketIdle(Workload):
+    key = "ws-idle"
+    feature = "websocket"
+    headline = "kib_per_conn"
+    title = "Memory per idle WebSocket"
+    metrics = (
+        Metric("kib_per_conn", "KiB/connection", "kib", "lower"),
+        Metric("rss_before_mib", "RSS before MiB", "mib", "lower"),
+        Metric("rss_after_mib", "RSS with all open MiB", "mib", "lower"),
+    )
+    settle = 1.0  # seconds between the last handshake and the reading
+
+    def title_for(self, settings: Settings) -> str:
+        return f"Memory per idle WebSocket, {settings.idle_connections:,} held open"
+
+    def describe(self, settings: Settings) -> dict:
+        return {
+            "connections": settings.idle_connections,
+            "rss": "VmRSS from /proc/PID/status, summed over the server's process group",
+            "settle_s": self.settle,
+        }
+
+    def measure(self, server: RunningServer, settings: Settings) -> dict:
+        # The probe also pays for lazy imports on the first WebSocket, which
+        # would otherwise be spread over the connections being measured.
+        ws_probe(server, settings)
+        time.sleep(0.5)
+        before = server.rss_kib()
+        argv = [
+            str(settings.paths.peers_python),
+            str(WS_CLIENT),
+            "idle",
+            "--port",
+            str(server.port),
+            "--connections",
+            str(settings.idle_connections),
+            "--hold",
+            "60",
+            "--timeout",
+            "90",
+        ]
+        settings.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = settings.log_dir / f"ws-client-idle-{server.spec.key}.log"
+        with open(log_path, "wb") as log:
+            client = subprocess.Popen(
+                pin(settings.load_cpu, argv),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=child_env(),
+            )
+        try:
+            lines = JsonLines(client)
+            try:
+                ready = lines.next(timeout=60)
+            except MeasurementFailed as exc:
+                finish(client)
+                log_tail = tail(log_path.read_text(errors="replace"))
+                raise MeasurementFailed(f"{exc}: {log_tail}") from None
+            if ready.get("event") != "ready":
+                client_result(json.dumps(ready), "", None)  # raises n/a or failed
+                raise MeasurementFailed(f"ws_client: unexpected {ready}")
+            time.sleep(self.settle)
+            server.check_alive()
+            after = server.rss_kib()
+            close_stdin(client)  # the client's cue to close its connections
+            done = lines.next(timeout=30)
+        finally:
+            finish(client)
+        count = ready["connections"]
+        return {
+            "kib_per_conn": (after - before) / count,
+            "rss_before_mib": before / 1024,
+            "rss_after_mib": after / 1024,
+            "connections": count,
+            "open_seconds": ready.get("open_seconds"),
+            "dropped_while_held": done.get("dropped"),
+        }
+
+
+class JsonLines:
+    """Reads a child's stdout line by line, each read bounded in time.
+
+    Works on the raw file descriptor, so nothing hides in a Python buffer
+    while ``select`` says there is nothing to read.
+    """
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.process = process
+        self.fd = process.stdout.fileno()
+        self.pending = b""
+        self.eof = False
+
+    def next(self, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.fd, selectors.EVENT_READ)
+            while True:
+                newline = self.pending.find(b"\n")
+                if newline >= 0:
+                    line = self.pending[:newline].strip()
+                    self.pending = self.pending[newline + 1 :]
+                    if line.startswith(b"{"):
+                        return json.loads(line)
+                    continue
+                if self.eof:
+                    raise MeasurementFailed(
+                        f"ws_client ended (status {self.process.poll()}) "
+                        "before it reported"
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise MeasurementFailed(f"ws_client silent for {timeout:.0f} s")
+                if selector.select(remaining):
+                    chunk = os.read(self.fd, 65536)
+                    if chunk:
+                        self.pending += chunk
+                    else:
+                        self.eof = True
+
+
+def close_stdin(process: subprocess.Popen) -> None:
+    if process.stdin is not None:
+        process.stdin.close()
+        process.stdin = None  # communicate() must not flush it again
+
+
+def finish(process: subprocess.Popen) -> None:
+    """Let ``process`` end, killing it after a grace period."""
+    close_stdin(process)
+    try:
+        process.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+
+
+#: Every section of the report, in order. WebSocket sections show "n/a" for a
+#: server that refuses the handshake. A channel-layer section would go last.
+WORKLOADS: tuple[Workload, ...] = (
+    HttpWrk(64),
+    HttpWrk(1),
+    WebSocketEcho(),
+    WebSocketIdle(),
+)
+WORKLOADS_BY_KEY = {workload.key: workload for workload in WORKLOADS}
