@@ -34,6 +34,13 @@ class Config:
     request_head_timeout: float = 10.0
     #: An idle keep-alive connection (no request in progress) is closed after this.
     keep_alive_timeout: float = 5.0
+    #: A request body that stalls this long (while the server is reading) gets 408.
+    request_body_timeout: float = 60.0
+    #: A closing connection whose client does not read what is left is aborted
+    #: after this long.
+    close_timeout: float = 10.0
+    #: Requests parsed ahead of the one being answered; more get 503.
+    max_pipelined_requests: int = 16
     #: Largest request head in bytes; larger heads get 431.
     max_request_head_size: int = 64 * 1024
     #: Most header lines in one request; more get 431.
@@ -86,6 +93,9 @@ class Config:
         positive = (
             "request_head_timeout",
             "keep_alive_timeout",
+            "request_body_timeout",
+            "close_timeout",
+            "max_pipelined_requests",
             "websocket_handshake_timeout",
             "ping_timeout",
             "max_request_head_size",

@@ -16,7 +16,7 @@ import time
 from collections import deque
 from email.utils import formatdate
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import unquote
 
 import httptools
@@ -35,8 +35,6 @@ from .utils import (
 )
 
 logger = logging.getLogger(__name__)
-
-ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
 
 STATUS_LINES = {
     status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode())
@@ -264,9 +262,11 @@ class HTTPRequest:
         self.headers = headers
         self.state = ResponseState.HEAD_PENDING
 
-    def fail(self, message: str) -> None:
+    def fail(self, message: str) -> NoReturn:
         """Refuse an invalid application event: log, answer, raise to the app."""
-        logger.error("%s (request %s %s)", message, self.scope["method"], self.path)
+        logger.error(
+            "%s (request %s %s)", message, self.scope["method"], self.log_target
+        )
         self.abort(500)
         raise ASGIProtocolError(message)
 
@@ -282,6 +282,14 @@ class HTTPRequest:
     def application_finished(self, exc: BaseException | None) -> None:
         self.instance = None  # break the request <-> instance cycle early
         self.conn.instance_finished(self)
+        # (Cancellation is a BaseException, not an Exception: not an error.)
+        if isinstance(exc, Exception) and not isinstance(exc, ASGIProtocolError):
+            logger.error(
+                "Exception inside application handling %s %s",
+                self.scope["method"],
+                self.log_target,
+                exc_info=exc,
+            )
         if self.state in (ResponseState.DONE, ResponseState.FAILED):
             return
         if self.conn.disconnected:
@@ -290,21 +298,15 @@ class HTTPRequest:
             logger.error(
                 "Application returned without completing the response to %s %s",
                 self.scope["method"],
-                self.path,
-            )
-        elif not isinstance(exc, ASGIProtocolError):
-            logger.error(
-                "Exception inside application handling %s %s",
-                self.scope["method"],
-                self.path,
-                exc_info=exc,
+                self.log_target,
             )
         self.abort(500)
 
     # -- helpers -------------------------------------------------------------
 
     @property
-    def path(self) -> str:
+    def log_target(self) -> str:
+        """The request target as sent, for log lines."""
         query = self.scope["query_string"]
         raw = self.scope["raw_path"].decode("latin-1")
         return f"{raw}?{query.decode('latin-1')}" if query else raw
@@ -313,7 +315,7 @@ class HTTPRequest:
         self.timeout_call = None
         if self.state in (ResponseState.DONE, ResponseState.FAILED):
             return
-        logger.warning("Request %s %s timed out", self.scope["method"], self.path)
+        logger.warning("Request %s %s timed out", self.scope["method"], self.log_target)
         self.keep_alive = False
         self.abort(503)
 
@@ -335,7 +337,10 @@ class HTTP11Protocol(protocol.Protocol):
         #: Requests whose application is still running.
         self.running: set[HTTPRequest] = set()
         self.disconnected = False
+        #: No more reads or requests: the connection closes once written out.
         self.closing = False
+        #: The server is stopping: finish the request under way, then close.
+        self.draining = False
         self.write_paused = False
         self.read_pauses: set[str] = set()
         #: An error found while an earlier response was still being produced.
@@ -351,8 +356,8 @@ class HTTP11Protocol(protocol.Protocol):
         self.head_bytes = 0
         self.host_count = 0
         self.transfer_encoding: bytes | None = None
-        #: The request declared a non-empty Content-Length.
-        self.content_length = False
+        #: The request's declared Content-Length (0 if none).
+        self.content_length = 0
         self.root_path_header: str | None = None
         self.expect = False
         self.in_head = False
@@ -372,6 +377,7 @@ class HTTP11Protocol(protocol.Protocol):
         self.scheme = "https" if ISSLTransport.providedBy(transport) else "http"
         transport.registerProducer(self, True)
         self.factory.connection_made(self)
+        # A connection that never sends a byte is closed like an idle one.
         self.set_deadline("idle", self.config.request_head_timeout)
 
     def dataReceived(self, data: bytes) -> None:
@@ -386,7 +392,8 @@ class HTTP11Protocol(protocol.Protocol):
             if error is None:
                 error = HTTPError("Malformed request")
             elif not isinstance(error, HTTPError):
-                raise error from None
+                logger.error("Error while parsing a request", exc_info=error)
+                error = HTTPError("Internal server error", 500)
             self.request_error(error)
             return
         except httptools.HttpParserUpgrade as exc:
@@ -414,6 +421,8 @@ class HTTP11Protocol(protocol.Protocol):
                 return
         if self.in_head and self.request is None and self.deadline_kind != "head":
             self.set_deadline("head", self.config.request_head_timeout)
+        elif self.parsing is not None and not self.read_pauses:
+            self.set_deadline("body", self.config.request_body_timeout)
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self.disconnected = True
@@ -451,6 +460,8 @@ class HTTP11Protocol(protocol.Protocol):
     def pause_reading(self, reason: str) -> None:
         if not self.read_pauses and not self.disconnected:
             self.transport.pauseProducing()
+            if self.deadline_kind == "body":
+                self.clear_deadline()  # the client is not the slow one
         self.read_pauses.add(reason)
 
     def resume_reading(self, reason: str) -> None:
@@ -458,6 +469,8 @@ class HTTP11Protocol(protocol.Protocol):
             self.read_pauses.discard(reason)
             if not self.read_pauses and not self.disconnected:
                 self.transport.resumeProducing()
+                if self.parsing is not None and self.deadline_kind is None:
+                    self.set_deadline("body", self.config.request_body_timeout)
 
     # -- timers ----------------------------------------------------------------
 
@@ -485,12 +498,22 @@ class HTTP11Protocol(protocol.Protocol):
         self.deadline_kind = None
         if kind == "head":
             self.request_error(RequestTimeout("Request head not received in time"))
-        else:
-            self.transport.loseConnection()
+        elif kind == "body":
+            self.request_error(RequestTimeout("Request body not received in time"))
+        elif kind == "abort":
+            self.transport.abortConnection()
+        else:  # idle
+            self.close()
 
     # -- httptools callbacks ---------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self.draining:
+            raise HTTPError("Server is shutting down", 503)
+        if len(self.pipeline) >= self.config.max_pipelined_requests:
+            # llhttp parses a whole read at once; without a bound, one 64 KiB
+            # read of tiny requests would become thousands of queued ones.
+            raise HTTPError("Too many pipelined requests", 503)
         self.messages += 1
         self.in_head = True
         self.url = b""
@@ -499,7 +522,7 @@ class HTTP11Protocol(protocol.Protocol):
         self.header_count = 0
         self.host_count = 0
         self.transfer_encoding = None
-        self.content_length = False
+        self.content_length = 0
         self.root_path_header = None
         self.expect = False
 
@@ -507,7 +530,7 @@ class HTTP11Protocol(protocol.Protocol):
         self.url += url
         self.head_size += len(url)
         if self.head_size > self.config.max_request_head_size:
-            raise HeadersTooLarge("Request line too long", 414)
+            raise HTTPError("Request line too long", 414)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.head_size += len(name) + len(value) + 4
@@ -532,7 +555,10 @@ class HTTP11Protocol(protocol.Protocol):
             if not is_valid_host(value):
                 raise HTTPError("Malformed Host header")
         elif name == b"content-length":
-            self.content_length = value != b"0"
+            self.content_length = int(value)  # llhttp has validated it
+            limit = self.config.max_request_body_size
+            if limit is not None and self.content_length > limit:
+                raise PayloadTooLarge("Request body too large")
         elif name == b"transfer-encoding":
             if self.transfer_encoding is not None:
                 raise HTTPError("Duplicate Transfer-Encoding header")
@@ -557,6 +583,9 @@ class HTTP11Protocol(protocol.Protocol):
             # llhttp would skip the body of an upgrade request and parse it as
             # the next request: a proxy and daphne would disagree on framing.
             raise HTTPError("Upgrade requests must not have a body")
+        if te is not None and http_version == "1.0":
+            # RFC 9112 6.1: an HTTP/1.0 peer may frame this differently.
+            raise HTTPError("Transfer-Encoding in an HTTP/1.0 request")
         if te is not None and te.strip().lower() != b"chunked":
             # RFC 9112 6.1: only chunked is understood; anything else cannot
             # be framed safely.
@@ -586,6 +615,8 @@ class HTTP11Protocol(protocol.Protocol):
         self.partial_body = body
 
     def on_message_complete(self) -> None:
+        if self.deadline_kind == "body":
+            self.clear_deadline()
         self.flush_body(more=False)
         self.parsing.body_complete = True
         self.parsing = None
@@ -625,14 +656,14 @@ class HTTP11Protocol(protocol.Protocol):
             client, scheme = parse_x_forwarded_for(
                 headers,
                 self.config.proxy_forwarded_address_header,
-                self.config.proxy_forwarded_port_header or "X-Forwarded-Port",
-                self.config.proxy_forwarded_proto_header or "X-Forwarded-Proto",
+                self.config.proxy_forwarded_port_header,
+                self.config.proxy_forwarded_proto_header,
                 client,
                 scheme,
             )
         return {
             "type": "http",
-            "asgi": ASGI_VERSION,
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
             "http_version": http_version,
             "method": self.parser.get_method().decode("ascii"),
             "scheme": scheme,
@@ -678,7 +709,12 @@ class HTTP11Protocol(protocol.Protocol):
             ResponseState.DONE,
             ResponseState.FAILED,
         ):
-            # A response is under way for an earlier request: finish it first.
+            # A response is under way for an earlier request: finish it
+            # first. A queued request whose body broke must never start.
+            broken = self.parsing
+            if broken is not None and broken in self.pipeline:
+                self.pipeline.remove(broken)
+            self.parsing = None
             self.deferred_error = error
             self.pause_reading("error")
             return
@@ -702,8 +738,16 @@ class HTTP11Protocol(protocol.Protocol):
         self.finish(request, keep_alive=False)
 
     def close_after(self, request: HTTPRequest) -> None:
-        """Abandon a response that already started: close the connection."""
+        """Abandon a response that already started: deliver what was sent
+        (the client sees it cut short), then close; see close()."""
         self.finish(request, keep_alive=False)
+
+    def close(self) -> None:
+        """Close once written out; abort if the client does not read it."""
+        self.closing = True
+        if not self.disconnected:
+            self.transport.loseConnection()
+            self.set_deadline("abort", self.config.close_timeout)
 
     # -- writing responses -----------------------------------------------------
 
@@ -728,7 +772,7 @@ class HTTP11Protocol(protocol.Protocol):
             return
         status = request.status
         head = [STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status]
-        keep_alive = request.keep_alive and not self.closing
+        keep_alive = request.keep_alive and not (self.closing or self.draining)
         for name, value in request.headers:
             lower = name.lower()
             if lower == b"transfer-encoding":
@@ -797,11 +841,11 @@ class HTTP11Protocol(protocol.Protocol):
             logger.error(
                 "Response to %s %s shorter than its Content-Length; closing",
                 request.scope["method"],
-                request.path,
+                request.log_target,
             )
             request.keep_alive = False
         self.log_access(request)
-        self.finish(request, request.keep_alive and request.body_complete)
+        self.finish(request, request.keep_alive)
 
     def log_access(self, request: HTTPRequest) -> None:
         access_log = self.factory.access_log
@@ -813,7 +857,7 @@ class HTTP11Protocol(protocol.Protocol):
             "http",
             "complete",
             {
-                "path": request.path,
+                "path": request.log_target,
                 "status": request.status,
                 "method": scope["method"],
                 "client": f"{client[0]}:{client[1]}" if client else None,
@@ -830,15 +874,14 @@ class HTTP11Protocol(protocol.Protocol):
                 request.timeout_call = None
             if request.instance is not None:
                 request.instance.put({"type": "http.disconnect"})
+                request.instance.resume_sending()
         if request is not self.request:
             keep_alive = False
         self.request = None
         # A full queue of an instance that is done must not stall the next one.
         self.resume_reading("app")
-        if not keep_alive or self.closing:
-            self.closing = True
-            if not self.disconnected:
-                self.transport.loseConnection()
+        if not keep_alive or self.closing or self.draining:
+            self.close()
             return
         if self.pipeline:
             self.begin(self.pipeline.popleft())
@@ -855,9 +898,9 @@ class HTTP11Protocol(protocol.Protocol):
 
     def shutdown(self) -> None:
         """Server is stopping: close when idle, after the current response."""
-        self.closing = True
-        if self.request is None and not self.disconnected:
-            self.transport.loseConnection()
+        self.draining = True
+        if self.request is None and self.parsing is None and not self.disconnected:
+            self.close()
 
 
 class HTTPFactory(protocol.ServerFactory):

@@ -217,6 +217,7 @@ class Server:
             )
         for conn in list(connections):
             conn.shutdown()
+        deadline = loop.time() + self.config.shutdown_timeout
         try:
             await asyncio.wait_for(
                 self.factory.when_empty().asFuture(loop), self.config.shutdown_timeout
@@ -225,6 +226,9 @@ class Server:
             logger.warning("Closing %d connection(s) still open", len(connections))
         for conn in list(connections):
             conn.transport.abortConnection()
+        # Instances still running (cut off, or working after their response)
+        # get what is left of the grace period, then are cancelled.
+        await self.host.close(max(0.0, deadline - loop.time()))
         if self._started:
             try:
                 await self.lifespan.shutdown()

@@ -932,9 +932,11 @@ def test_disconnect_after_app_finished_is_not_reported_to_instance():
     instance.respond(b"ok")
     instance.finish(None)
     events = list(instance.events)
+    calls = list(instance.calls)
     conn.transport.loseConnection()
     assert instance.events == events
-    assert instance.calls == []
+    assert instance.calls == calls
+    assert "disconnected" not in instance.calls
 
 
 def test_response_done_while_app_runs_sends_disconnect_to_instance():
@@ -1055,15 +1057,17 @@ def test_unterminated_giant_header_line_gets_431_without_waiting():
     assert not conn.open
 
 
-def test_body_over_max_request_body_size_gets_413():
+def test_declared_body_over_max_request_body_size_gets_413_before_the_app():
+    """A Content-Length over the limit is refused from the head alone: no
+    application starts, and no 100-continue invites the upload."""
     conn = connect(max_request_body_size=5)
-    conn.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n")
-    instance = conn.instance
-    conn.send(b"0123456789")
+    conn.send(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n"
+        b"Expect: 100-continue\r\n\r\n"
+    )
     assert one_response(conn.output()).status == 413
     assert not conn.open
-    assert DISCONNECT in instance.events
-    assert instance.body_received == b""
+    assert conn.host.instances == []
 
 
 def test_chunked_body_over_max_request_body_size_gets_413():

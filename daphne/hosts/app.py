@@ -40,6 +40,8 @@ class AppHost:
         #: Filled by the lifespan startup; copied into every scope (ASGI
         #: "lifespan state" extension).
         self.state: dict[str, Any] = {}
+        #: Instances still running, so that shutdown can wait for them.
+        self.instances: set[AppInstance] = set()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -50,7 +52,21 @@ class AppHost:
     def start(self, scope: Scope, sink: Sink) -> AppInstance:
         if self.state:
             scope["state"] = dict(self.state)
-        return AppInstance(self, scope, sink)
+        instance = AppInstance(self, scope, sink)
+        self.instances.add(instance)
+        return instance
+
+    async def close(self, timeout: float) -> None:
+        """Give running instances ``timeout`` seconds to end, then cancel them."""
+        tasks = [instance.task for instance in self.instances]
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        if pending:
+            logger.warning("Cancelling %d application instance(s)", len(pending))
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=1.0)
 
 
 class AppInstance:
@@ -67,6 +83,7 @@ class AppInstance:
         "drain",
         "task",
         "kill_call",
+        "gone",
     )
 
     def __init__(self, host: AppHost, scope: Scope, sink: Sink) -> None:
@@ -80,6 +97,8 @@ class AppInstance:
         self.send_paused = False
         self.drain: asyncio.Future | None = None
         self.kill_call: Any = None
+        #: The connection is gone: sends are dropped.
+        self.gone = False
         self.task = host.loop.create_task(self._run(scope))
 
     async def _run(self, scope: Scope) -> None:
@@ -95,6 +114,7 @@ class AppInstance:
     def _finished(self, exc: BaseException | None) -> None:
         if self.kill_call is not None and self.kill_call.active():
             self.kill_call.cancel()
+        self.host.instances.discard(self)
         self.sink.application_finished(exc)
 
     # -- the application's callables ---------------------------------------
@@ -122,6 +142,10 @@ class AppInstance:
             if self.drain is None or self.drain.done():
                 self.drain = self.host.loop.create_future()
             await self.drain
+        elif self.gone:
+            # Sends to a closed connection return at once; yield anyway so a
+            # loop that only sends cannot starve the loop (or its kill timer).
+            await asyncio.sleep(0)
 
     # -- called by the protocol --------------------------------------------
 
@@ -152,6 +176,7 @@ class AppInstance:
                 drain.set_result(None)
 
     def disconnected(self) -> None:
+        self.gone = True
         self.resume_sending()
         if self.task.done() or self.kill_call is not None:
             return
