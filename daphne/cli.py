@@ -143,6 +143,14 @@ class CommandLineInterface:
             "(default: %(default)s)",
         )
         http.add_argument(
+            "--request-body-timeout",
+            type=_seconds,
+            metavar="SECONDS",
+            default=defaults.request_body_timeout,
+            help="answer 408 when a request body stalls this long while daphne "
+            "is reading it (default: %(default)s)",
+        )
+        http.add_argument(
             "--keep-alive-timeout",
             type=_seconds,
             metavar="SECONDS",
@@ -367,6 +375,7 @@ class CommandLineInterface:
             http_timeout=options.http_timeout,
             request_head_timeout=options.request_head_timeout,
             keep_alive_timeout=options.keep_alive_timeout,
+            request_body_timeout=options.request_body_timeout,
             max_request_body_size=options.max_request_body_size or None,
             server_name=None if options.no_server_name else options.server_name,
             websocket_timeout=never_if_negative(options.websocket_timeout),
