@@ -145,6 +145,9 @@ class HTTPRequest:
         "bytes_sent",
         "length",
         "no_body",
+        "app_date",
+        "app_server",
+        "app_close",
         "timeout_call",
     )
 
@@ -158,7 +161,8 @@ class HTTPRequest:
         self.pending: list[Event] | None = []
         self.state = ResponseState.IDLE
         self.status = 0
-        self.headers: list = []
+        #: Response header lines from the application, ready to write.
+        self.headers: list[bytes] = []
         self.keep_alive = keep_alive
         self.expect_continue = expect
         self.body_complete = False
@@ -242,24 +246,41 @@ class HTTPRequest:
         ):
             self.fail(f"Invalid response status {status!r}")
         status = int(status)
-        headers = []
+        # One pass over the headers: validate, note what the server must know,
+        # and drop the ones only the server may send.
+        lines = []
+        app_date = app_server = app_close = False
         try:
             for name, value in event.get("headers", ()):
                 if type(name) is not bytes or type(value) is not bytes:
                     self.fail("Response header names and values must be bytes")
                 if not is_valid_header_name(name) or not is_valid_header_value(value):
                     self.fail(f"Invalid response header {name!r}: {value!r}")
-                if name.lower() == b"content-length":
+                lower = name.lower()
+                if lower == b"content-length":
                     if not value.strip().isdigit() or self.length is not None:
                         self.fail(f"Invalid response Content-Length {value!r}")
                     self.length = int(value)
-                headers.append((name, value))
+                elif lower == b"transfer-encoding":
+                    continue  # framing is the server's job
+                elif lower == b"connection":
+                    # Persistence is the server's call; it sends the one header.
+                    app_close = app_close or b"close" in value.lower()
+                    continue
+                elif lower == b"date":
+                    app_date = True
+                elif lower == b"server":
+                    app_server = True
+                lines.append(b"%s: %s\r\n" % (name, value))
         except (TypeError, ValueError):
             self.fail("Response headers must be an iterable of [name, value] pairs")
+        self.app_date = app_date
+        self.app_server = app_server
+        self.app_close = app_close
         if status in NO_BODY_STATUSES:
             self.no_body = True
         self.status = status
-        self.headers = headers
+        self.headers = lines
         self.state = ResponseState.HEAD_PENDING
 
     def fail(self, message: str) -> NoReturn:
@@ -726,7 +747,7 @@ class HTTP11Protocol(protocol.Protocol):
         """Send a complete error response and close the connection."""
         content_type, body = error_page(status, detail)
         head = [STATUS_LINES[status]]
-        self.common_headers(head, (), keep_alive=False)
+        self.common_headers(head, False, False, keep_alive=False)
         head.append(b"content-type: %s\r\n" % content_type)
         head.append(b"content-length: %d\r\n\r\n" % len(body))
         self.transport.write(b"".join(head) + body)
@@ -751,13 +772,14 @@ class HTTP11Protocol(protocol.Protocol):
 
     # -- writing responses -----------------------------------------------------
 
-    def common_headers(self, head: list, app_headers, keep_alive: bool) -> None:
+    def common_headers(
+        self, head: list, has_date: bool, has_server: bool, keep_alive: bool
+    ) -> None:
         """Headers every response gets unless the application set them."""
-        names = {name.lower() for name, _ in app_headers}
-        if b"date" not in names:
+        if not has_date:
             head.append(b"date: %s\r\n" % http_date())
         server = self.factory.server_header
-        if server is not None and b"server" not in names:
+        if server is not None and not has_server:
             head.append(server)
         if not keep_alive:
             head.append(b"connection: close\r\n")
@@ -772,17 +794,10 @@ class HTTP11Protocol(protocol.Protocol):
             return
         status = request.status
         head = [STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status]
-        keep_alive = request.keep_alive and not (self.closing or self.draining)
-        for name, value in request.headers:
-            lower = name.lower()
-            if lower == b"transfer-encoding":
-                continue  # framing is the server's job, never the application's
-            if lower == b"connection":
-                # Persistence is the server's call; it sends the one header.
-                if b"close" in value.lower():
-                    keep_alive = False
-                continue
-            head.append(b"%s: %s\r\n" % (name, value))
+        keep_alive = request.keep_alive and not (
+            self.closing or self.draining or request.app_close
+        )
+        head.extend(request.headers)
         if request.length is None and not request.no_body:
             if not more:
                 # One-part response: frame it with a length, not chunks.
@@ -798,7 +813,7 @@ class HTTP11Protocol(protocol.Protocol):
             keep_alive = False
         request.keep_alive = keep_alive
         request.expect_continue = False
-        self.common_headers(head, request.headers, keep_alive)
+        self.common_headers(head, request.app_date, request.app_server, keep_alive)
         if keep_alive and request.scope["http_version"] == "1.0":
             head.append(b"connection: keep-alive\r\n")
         head.append(b"\r\n")
