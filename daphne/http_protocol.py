@@ -196,11 +196,12 @@ class HTTPRequest:
             self.expect_continue = False
             if not self.body_complete and self.state is ResponseState.IDLE:
                 self.conn.write_raw(self, CONTINUE)
+                self.conn.arm_body_deadline()
 
     def resume_reading(self) -> None:
         self.conn.resume_reading("app")
 
-    def handle_reply(self, event: Event) -> None:
+    def handle_reply(self, event: Event) -> bool:
         try:
             kind = event["type"]
         except (TypeError, KeyError):
@@ -233,9 +234,10 @@ class HTTPRequest:
             self._start_response(event)
         elif state is ResponseState.FAILED or self.conn.disconnected:
             # The exchange is over; late events are dropped, not errors.
-            return
+            return False
         else:
             self.fail(f"Unexpected ASGI event {kind!r} in response state {state.value}")
+        return True
 
     def _start_response(self, event: Event) -> None:
         status = event.get("status")
@@ -442,8 +444,8 @@ class HTTP11Protocol(protocol.Protocol):
                 return
         if self.in_head and self.request is None and self.deadline_kind != "head":
             self.set_deadline("head", self.config.request_head_timeout)
-        elif self.parsing is not None and not self.read_pauses:
-            self.set_deadline("body", self.config.request_body_timeout)
+        else:
+            self.arm_body_deadline()
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self.disconnected = True
@@ -490,8 +492,8 @@ class HTTP11Protocol(protocol.Protocol):
             self.read_pauses.discard(reason)
             if not self.read_pauses and not self.disconnected:
                 self.transport.resumeProducing()
-                if self.parsing is not None and self.deadline_kind is None:
-                    self.set_deadline("body", self.config.request_body_timeout)
+                if self.deadline_kind is None:
+                    self.arm_body_deadline()
 
     # -- timers ----------------------------------------------------------------
 
@@ -503,6 +505,16 @@ class HTTP11Protocol(protocol.Protocol):
             self.timer = self.reactor.callLater(delay, self.deadline_reached)
         elif timer.getTime() > self.deadline:
             timer.reset(delay)
+
+    def arm_body_deadline(self) -> None:
+        """Time the client on the request body, unless it is waiting for us:
+        reading paused by the server, or a 100 Continue not sent yet."""
+        request = self.parsing
+        if request is None or self.read_pauses:
+            return
+        if request.expect_continue and request.body_size == 0:
+            return
+        self.set_deadline("body", self.config.request_body_timeout)
 
     def clear_deadline(self) -> None:
         self.deadline_kind = None

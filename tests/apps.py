@@ -199,6 +199,23 @@ async def sleep_route(scope, receive, send):
     await respond(send, body=b"slept")
 
 
+async def sleep_record(scope, receive, send):
+    """Sleeps ``s`` seconds, then answers. The file ``file`` says "started",
+    then how the sleep ended: "returned" or the exception's name."""
+    params = query(scope)
+    record = Path(params["file"])
+    record.write_text("started")
+    outcome = "returned"
+    try:
+        await asyncio.sleep(float(params.get("s", "30")))
+    except BaseException as exc:
+        outcome = type(exc).__name__
+        raise
+    finally:
+        record.write_text(outcome)
+    await respond(send, body=b"slept")
+
+
 async def wait_disconnect(scope, receive, send):
     while True:
         message = await receive()
@@ -235,6 +252,7 @@ ROUTES = {
     "/too-short": too_short,
     "/head-length": head_length,
     "/sleep": sleep_route,
+    "/sleep-record": sleep_record,
     "/wait-disconnect": wait_disconnect,
     "/read-body-then-respond": read_body_then_respond,
     "/no-body-read": no_body_read,

@@ -3,7 +3,8 @@
 The protocol side is a :class:`FakeSink` that records what the host calls on
 it; the reactor (only used for the application close timeout) is a Twisted
 ``Clock`` advanced by hand. The loop is driven with ``run_until_complete`` so
-every step is deterministic.
+every step is deterministic. (Two tests put the real ``HTTP11Protocol``, on an
+in-memory transport, on the other side.)
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from typing import Any
 
 import pytest
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport, StringTransportWithDisconnection
 
 from daphne.config import Config
 from daphne.hosts.app import AppHost, AppInstance, Lifespan, LifespanFailure
-from daphne.http_protocol import ASGIProtocolError
+from daphne.http_protocol import ASGIProtocolError, HTTPFactory
 
 HTTP_SCOPE = {"type": "http", "method": "GET", "path": "/"}
 REQUEST = {"type": "http.request", "body": b"", "more_body": False}
@@ -401,6 +403,146 @@ def test_app_returning_with_full_queue_never_resumes_reading(loop, clock):
     settle(loop)
     assert sink.finished == [None]
     assert sink.resumes == 0
+
+
+def test_send_after_disconnect_yields_to_other_tasks(loop, clock):
+    """Sends to a gone connection return at once, but still yield: an app
+    that only sends cannot starve the other tasks on the loop."""
+    order = []
+
+    async def app(scope, receive, send):
+        for _ in range(3):
+            await send(BODY)
+            order.append("app")
+
+    async def other():
+        for _ in range(3):
+            order.append("other")
+            await asyncio.sleep(0)
+
+    instance, sink = start(app, loop, clock)
+    instance.disconnected()
+    run(loop, other())
+    settle(loop)
+    assert sink.finished == [None]
+    assert order[:3] != ["app"] * 3, order
+    assert sorted(order) == ["app"] * 3 + ["other"] * 3
+
+
+def test_app_sending_in_a_loop_after_disconnect_is_cancelled_by_the_close_timeout(
+    loop, clock
+):
+    sent = 0
+
+    async def app(scope, receive, send):
+        nonlocal sent
+        while sent < 100_000:  # bounded only so that a regression fails, not hangs
+            await send(BODY)
+            sent += 1
+
+    async def close_timeout_passes():
+        await asyncio.sleep(0)
+        clock.advance(10)
+
+    instance, sink = start(app, loop, clock, application_close_timeout=10)
+    instance.disconnected()
+    run(loop, close_timeout_passes())
+    settle(loop)
+    assert instance.task.cancelled()
+    assert len(sink.finished) == 1
+    assert isinstance(sink.finished[0], asyncio.CancelledError)
+    assert sent < 100_000
+
+
+def test_host_close_cancels_instances_still_running_after_the_timeout(loop, clock):
+    host = make_host(idle_app, loop, clock)
+    sinks = [FakeSink(), FakeSink()]
+    instances = [host.start(dict(HTTP_SCOPE), sink) for sink in sinks]
+    settle(loop)
+    run(loop, host.close(0.05))
+    assert all(instance.task.cancelled() for instance in instances)
+    for sink in sinks:
+        assert len(sink.finished) == 1
+        assert isinstance(sink.finished[0], asyncio.CancelledError)
+    assert host.instances == set()
+
+
+def test_host_close_lets_instances_ending_in_time_finish(loop, clock):
+    async def app(scope, receive, send):
+        await asyncio.sleep(0.01)
+
+    host = make_host(app, loop, clock)
+    sink = FakeSink()
+    instance = host.start(dict(HTTP_SCOPE), sink)
+    settle(loop)
+    assert host.instances == {instance}
+    run(loop, host.close(5))
+    assert not instance.task.cancelled()
+    assert sink.finished == [None]
+    assert host.instances == set()
+
+
+def test_final_send_returns_though_the_transport_is_paused(loop, clock):
+    """With the real HTTP/1.1 protocol: the transport pauses (the client reads
+    slowly) just before the app's last send. That send completes the
+    response, so it must not wait for a drain that nothing will report."""
+    gate = asyncio.Event()
+    progress = []
+
+    async def app(scope, receive, send):
+        await send(START)
+        await gate.wait()
+        await send(BODY)
+        progress.append("final send returned")
+
+    config = Config()
+    factory = HTTPFactory(config, AppHost(app, config, clock, loop=loop), clock)
+    protocol = factory.buildProtocol(None)
+    transport = StringTransportWithDisconnection()
+    transport.protocol = protocol
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    settle(loop)
+    protocol.pauseProducing()
+    gate.set()
+    settle(loop)
+    assert transport.value().endswith(b"\r\n\r\nok")
+    assert progress == ["final send returned"]
+
+
+def test_send_after_the_exchange_failed_yields_while_the_connection_closes(loop, clock):
+    """The client reads slowly (the transport is paused) and --http-timeout
+    ends the exchange mid-stream: sends are dropped from then on, but the
+    connection only goes once the client reads or close_timeout aborts it. A
+    streaming loop must not keep the event loop to itself meanwhile."""
+    order = []
+
+    async def app(scope, receive, send):
+        await send(START)
+        for _ in range(4):
+            await send({**BODY, "more_body": True})
+            order.append("app")
+
+    async def other():
+        for _ in range(3):
+            order.append("other")
+            await asyncio.sleep(0)
+
+    config = Config(http_timeout=5)
+    factory = HTTPFactory(config, AppHost(app, config, clock, loop=loop), clock)
+    protocol = factory.buildProtocol(None)
+    transport = StringTransport()  # loseConnection() never completes
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    protocol.pauseProducing()  # the client is not reading
+    settle(loop)
+    assert order == []  # the first body send waits for the transport
+    clock.advance(5)  # http_timeout: the exchange fails, the close begins
+    assert transport.disconnecting
+    assert not protocol.disconnected
+    run(loop, other())
+    settle(loop)
+    assert order[:4] != ["app"] * 4, order
 
 
 # -- lifespan -------------------------------------------------------------------

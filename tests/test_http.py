@@ -465,6 +465,14 @@ def test_duplicate_transfer_encoding_is_refused(server):
     assert_refused(server.port, request("POST", "/echo", headers, b"0\r\n\r\n"))
 
 
+def test_transfer_encoding_on_http_1_0_is_refused(server):
+    """An HTTP/1.0 hop may not understand chunked framing: refuse it."""
+    body = b"5\r\nhello\r\n0\r\n\r\n"
+    headers = [("Transfer-Encoding", "chunked")]
+    data = request("POST", "/echo", headers, body, version="1.0", host=None)
+    assert_refused(server.port, data)
+
+
 def test_missing_host_on_http_1_1_is_refused(server):
     assert_refused(server.port, request("GET", "/scope", host=None))
 
@@ -727,6 +735,23 @@ def test_pipelined_bad_request_after_a_good_one(server):
             second = conn.read_response()
             assert second.status == 400
             assert conn.closed_within(2)
+
+
+def test_pipelined_request_with_a_broken_body_after_a_good_one(server):
+    """The POST queued behind a slow GET has a broken chunked body: the GET is
+    answered in full, then a 400 and a close; no application waits for the
+    rest of a body that cannot come (the client would hang)."""
+    headers = [("Transfer-Encoding", "chunked")]
+    broken = request("POST", "/echo", headers, b"3\r\nabc\r\nzz\r\n")
+    with Raw(server.port, timeout=3) as conn:
+        conn.send(request("GET", "/sleep?s=0.2") + broken)
+        first = conn.read_response()
+        assert first.status == 200
+        assert first.body == b"slept"
+        second = conn.read_response()
+        assert second.status == 400
+        assert second.header("connection") == "close"
+        assert conn.closed_within(2)
 
 
 def test_pipelined_requests_survive_a_slow_first_response(limits_server):
@@ -1120,6 +1145,23 @@ def test_chunked_request_body_over_the_limit_gets_413(limits_server):
     body = b"6\r\nxxxxxx\r\n6\r\nxxxxxx\r\n0\r\n\r\n"
     data = request("POST", "/echo", [("Transfer-Encoding", "chunked")], body)
     assert_refused(limits_server.port, data, statuses=(413,))
+
+
+def test_declared_body_over_the_limit_gets_413_before_the_app(limits_server, tmp_path):
+    """--max-request-body-size 10: a Content-Length of 1000 is refused from the
+    head alone, before the body is sent (no 100 Continue invites it) and
+    before any application starts."""
+    marker = tmp_path / "marker"
+    target = f"/wait-disconnect?file={quote(str(marker))}"
+    headers = [("Content-Length", "1000"), ("Expect", "100-continue")]
+    with Raw(limits_server.port) as conn:
+        conn.send(request("POST", target, headers))
+        response = conn.read_response()
+        assert response.status == 413
+        assert response.header("connection") == "close"
+        assert conn.closed_within(2)
+    time.sleep(0.2)  # an application that had started would see the disconnect
+    assert not marker.exists()
 
 
 def test_request_body_at_the_limit_is_accepted(limits_server):

@@ -10,7 +10,9 @@ directly.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
@@ -100,15 +102,34 @@ class FakeHost:
         return instance
 
 
+class UnreadTransport(StringTransportWithDisconnection):
+    """A client that stops reading: ``loseConnection`` cannot complete (what is
+    written is never delivered), so the transport only becomes
+    ``disconnecting``; ``abortConnection`` drops it at once."""
+
+    aborted = False
+
+    def loseConnection(self) -> None:
+        self.disconnecting = True
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+        super().loseConnection()
+
+
 class Conn:
     """One client connection to a protocol under test."""
 
-    def __init__(self, factory: HTTPFactory) -> None:
+    def __init__(
+        self,
+        factory: HTTPFactory,
+        transport: StringTransportWithDisconnection | None = None,
+    ) -> None:
         self.factory = factory
         self.clock: Clock = factory.reactor
         self.host: FakeHost = factory.host
         self.protocol: HTTP11Protocol = factory.buildProtocol(None)
-        self.transport = StringTransportWithDisconnection()
+        self.transport = transport or StringTransportWithDisconnection()
         self.transport.protocol = self.protocol
         self.protocol.makeConnection(self.transport)
 
@@ -291,6 +312,77 @@ def test_partial_head_on_idle_connection_switches_to_head_deadline():
     assert not conn.open
 
 
+# -- closing: unread closes are aborted, graceful drain --------------------------------
+
+
+def test_close_is_aborted_when_the_client_does_not_read_after_close_timeout():
+    """A response with ``connection: close`` to a client that never reads: the
+    close cannot complete, so it becomes an abort after close_timeout (10 s
+    by default) instead of holding the connection forever."""
+    conn = Conn(make_factory(), UnreadTransport())
+    conn.send(GET)
+    conn.instance.respond(b"bye", headers=[(b"connection", b"close")])
+    assert conn.transport.disconnecting
+    assert conn.open
+    conn.advance(9.9)
+    assert not conn.transport.aborted
+    conn.advance(0.2)
+    assert conn.transport.aborted
+    assert not conn.open
+    assert one_response(conn.output()).body == b"bye"
+
+
+def test_refused_request_to_a_client_that_does_not_read_is_aborted():
+    conn = Conn(make_factory(), UnreadTransport())
+    conn.send(b"GET / HTTP/1.1\r\n\r\n")  # no Host: 400 and close
+    assert one_response(conn.output()).status == 400
+    assert conn.transport.disconnecting
+    conn.advance(9.9)
+    assert not conn.transport.aborted
+    conn.advance(0.2)
+    assert conn.transport.aborted
+
+
+def test_shutdown_mid_body_reads_the_rest_answers_then_closes():
+    conn = connect()
+    conn.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhello")
+    instance = conn.instance
+    conn.protocol.shutdown()
+    assert conn.open
+    conn.send(b"world")
+    assert_body_events(instance.events, b"helloworld")
+    assert conn.open
+    instance.respond(b"thanks")
+    response = one_response(conn.output())
+    assert response.body == b"thanks"
+    assert response.header(b"connection") == b"close"
+    assert not conn.open
+
+
+def test_shutdown_of_an_idle_connection_closes_it_at_once():
+    conn = connect()
+    conn.send(GET)
+    conn.instance.respond(b"ok")
+    assert conn.open
+    conn.protocol.shutdown()
+    assert not conn.open
+    assert one_response(conn.output()).body == b"ok"
+
+
+def test_request_arriving_after_shutdown_starts_no_application():
+    conn = connect()
+    conn.send(GET)
+    conn.protocol.shutdown()
+    conn.send(b"GET /late HTTP/1.1\r\nHost: a\r\n\r\n")
+    conn.instance.respond(b"first")
+    assert [i.scope["path"] for i in conn.host.instances] == ["/"]
+    responses = parse_responses(conn.output())
+    assert responses[0].body == b"first"
+    assert responses[0].header(b"connection") == b"close"
+    assert [r.status for r in responses] in ([200], [200, 503])
+    assert not conn.open
+
+
 # -- http_timeout ---------------------------------------------------------------------
 
 
@@ -416,6 +508,55 @@ def test_early_response_while_body_unread_closes_the_connection():
     assert not conn.open
 
 
+BROKEN_PIPELINED_BODIES = {
+    "bad-chunk": (b"3\r\nabc\r\nzz\r\n", 400),
+    "over-max-body": (b"3\r\nabc\r\n9\r\n123456789\r\n", 413),
+}
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-read", "two-reads"])
+@pytest.mark.parametrize(
+    ("body", "status"), BROKEN_PIPELINED_BODIES.values(), ids=BROKEN_PIPELINED_BODIES
+)
+def test_pipelined_request_with_a_broken_body_never_starts(body, status, split):
+    """A queued request whose body turns out broken while an earlier response
+    is in flight is dropped: the client gets the error after that response,
+    and no application ever waits for the rest of a body that cannot come."""
+    conn = connect(max_request_body_size=10)
+    head = b"POST /broken HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    pieces = [GET + head + body[:8], body[8:]] if split else [GET + head + body]
+    for piece in pieces:
+        conn.send(piece)
+    assert len(conn.host.instances) == 1
+    assert conn.output() == b""
+    conn.instance.respond(b"first")
+    assert [i.scope["path"] for i in conn.host.instances] == ["/"]
+    responses = parse_responses(conn.output())
+    assert [r.status for r in responses] == [200, status]
+    assert responses[0].body == b"first"
+    assert responses[1].header(b"connection") == b"close"
+    assert not conn.open
+
+
+def test_pipelining_is_bounded_by_max_pipelined_requests():
+    """One read of many tiny requests: the first runs, 16 (the default
+    max_pipelined_requests) are queued and answered in order, the next one
+    gets 503 and the connection closes; nothing after it is parsed."""
+    conn = connect()
+    conn.send(pipelined(*[b"/%d" % n for n in range(25)]))
+    assert len(conn.host.instances) == 1
+    for n in range(17):
+        conn.host.instances[n].respond(b"answer %d" % n)
+    assert [i.scope["path"] for i in conn.host.instances] == [
+        f"/{n}" for n in range(17)
+    ]
+    responses = parse_responses(conn.output())
+    assert [r.status for r in responses] == [200] * 17 + [503]
+    assert [r.body for r in responses[:17]] == [b"answer %d" % n for n in range(17)]
+    assert responses[-1].header(b"connection") == b"close"
+    assert not conn.open
+
+
 # -- request bodies ----------------------------------------------------------------------
 
 
@@ -534,6 +675,98 @@ def test_request_split_anywhere_gives_same_scope_and_body(cuts):
     assert_body_events(instance.events, SPLIT_BODY)
 
 
+# -- request body deadline (request_body_timeout: 60 s by default) ---------------------
+
+
+POST_100 = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n"
+
+
+def assert_body_timeout_in(conn: Conn, seconds: float) -> None:
+    """The stalled body gets its 408 (and the close) ``seconds`` from now."""
+    written = conn.output()
+    conn.advance(seconds - 0.1)
+    assert conn.output() == written
+    assert conn.open
+    conn.advance(0.2)
+    responses = parse_responses(conn.output()[len(written) :])
+    assert [r.status for r in responses] == [408]
+    response = responses[0]
+    assert response.header(b"connection") == b"close"
+    assert not conn.open
+
+
+def test_stalled_request_body_gets_408_after_request_body_timeout():
+    conn = connect()
+    conn.send(POST_100 + b"x" * 10)
+    instance = conn.instance
+    assert_body_timeout_in(conn, 60)
+    assert DISCONNECT in instance.events
+    assert "disconnected" in instance.calls
+
+
+def test_each_piece_of_request_body_pushes_the_body_deadline_forward():
+    conn = connect()
+    conn.send(POST_100)
+    for _ in range(4):  # 200 s in all, but never 60 s without data
+        conn.advance(50)
+        conn.send(b"x" * 10)
+    assert conn.output() == b""
+    assert conn.instance.body_received == b"x" * 40
+    assert_body_timeout_in(conn, 60)
+
+
+def test_body_deadline_is_suspended_while_the_app_queue_is_full():
+    conn = connect()
+    conn.send(POST_100)
+    instance = conn.instance
+    instance.put_result = False  # like AppInstance at max_app_queue
+    conn.send(b"x" * 10)
+    assert conn.transport.producerState == "paused"
+    conn.advance(600)  # the server is not reading: the client is not late
+    assert conn.output() == b""
+    assert conn.open
+    instance.put_result = True
+    instance.sink.resume_reading()
+    assert_body_timeout_in(conn, 60)
+
+
+def test_body_deadline_of_a_queued_pipelined_request_starts_on_its_turn():
+    conn = connect()
+    conn.send(GET + POST_100 + b"x" * 10)
+    conn.advance(600)  # queued behind GET: reading is paused for the pipeline
+    assert conn.output() == b""
+    assert conn.open
+    conn.host.instances[0].respond(b"first")
+    assert len(conn.host.instances) == 2
+    assert_body_timeout_in(conn, 60)
+    statuses = [r.status for r in parse_responses(conn.output())]
+    assert statuses == [200, 408]
+
+
+def test_stalled_body_after_the_response_started_closes_without_408():
+    conn = connect()
+    conn.send(POST_100 + b"x" * 10)
+    conn.instance.start()
+    conn.instance.body(b"streaming", more=True)
+    written = conn.output()
+    conn.advance(59.9)
+    assert conn.open
+    conn.advance(0.2)
+    assert conn.output() == written
+    assert not conn.open
+
+
+def test_completed_body_leaves_no_body_deadline():
+    conn = connect()
+    conn.send(POST_100 + b"x" * 10)
+    conn.send(b"y" * 90)
+    conn.advance(600)  # the app may take as long as it likes
+    assert conn.open
+    assert conn.output() == b""
+    conn.instance.respond(b"ok")
+    assert one_response(conn.output()).status == 200
+
+
 # -- Expect: 100-continue ---------------------------------------------------------------
 
 
@@ -581,6 +814,20 @@ def test_no_100_continue_for_http_1_0():
     conn.send(b"POST / HTTP/1.0\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
     conn.instance.sink.receive_requested()
     assert conn.output() == b""
+
+
+def test_body_deadline_starts_when_100_continue_is_sent():
+    """A client that sent ``Expect: 100-continue`` may wait for the 100 before
+    sending the body. Until the app asks for the body (and the server sends
+    the 100) the client is not the slow one; afterwards the deadline runs."""
+    conn = connect()
+    conn.send(EXPECT_HEAD)
+    conn.advance(600)  # the app takes its time before reading the body
+    assert conn.output() == b""
+    assert conn.open
+    conn.instance.sink.receive_requested()
+    assert conn.output() == CONTINUE
+    assert_body_timeout_in(conn, 60)
 
 
 # -- response framing ----------------------------------------------------------------------
@@ -946,6 +1193,39 @@ def test_response_done_while_app_runs_sends_disconnect_to_instance():
     assert conn.instance.events[-1] == DISCONNECT
 
 
+def error_records(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_exception_after_the_response_is_logged_with_its_traceback(caplog):
+    conn = connect()
+    conn.send(GET)
+    conn.instance.respond(b"ok")
+    error = RuntimeError("late")
+    with caplog.at_level(logging.ERROR, logger="daphne"):
+        conn.instance.finish(error)
+    records = error_records(caplog)
+    assert len(records) == 1, "the late exception was not logged"
+    record = records[0]
+    assert record.exc_info[1] is error
+    assert "GET /" in record.getMessage()
+    assert one_response(conn.output()).status == 200
+    assert conn.open
+
+
+@pytest.mark.parametrize("when", ["after-response", "after-disconnect"])
+def test_cancelled_application_is_not_logged_as_an_error(caplog, when):
+    conn = connect()
+    conn.send(GET)
+    if when == "after-response":
+        conn.instance.respond(b"ok")
+    else:
+        conn.transport.loseConnection()
+    with caplog.at_level(logging.ERROR, logger="daphne"):
+        conn.instance.finish(asyncio.CancelledError())
+    assert error_records(caplog) == []
+
+
 # -- backpressure ------------------------------------------------------------------------------
 
 
@@ -1007,6 +1287,26 @@ def test_read_pause_from_full_queue_is_lifted_when_the_exchange_ends():
     instance.finish(None)
     assert conn.open
     assert conn.transport.producerState == "producing"
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["one-part", "streamed"])
+def test_transport_paused_when_the_response_completes_resumes_the_instance(streamed):
+    """The instance's last send() waits while the transport is paused; the
+    response is complete, so the protocol releases it (nothing else will)."""
+    conn = connect()
+    conn.send(GET)
+    instance = conn.instance
+    if streamed:
+        instance.start()
+        instance.body(b"part", more=True)
+    conn.protocol.pauseProducing()
+    assert instance.calls == ["pause"]
+    if streamed:
+        instance.body(b"")
+    else:
+        instance.respond(b"ok")
+    assert instance.calls == ["pause", "resume"]
+    assert one_response(conn.output()).complete
 
 
 # -- request errors carry their status ---------------------------------------------------------
@@ -1107,6 +1407,39 @@ def test_data_after_a_deferred_request_error_is_ignored():
     conn.instance.respond(b"first")
     assert [r.status for r in parse_responses(conn.output())] == [200, 431]
     assert not conn.open
+
+
+def test_transfer_encoding_in_an_http_1_0_request_gets_400():
+    conn = connect()
+    conn.send(
+        b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    )
+    response = one_response(conn.output())
+    assert response.status == 400
+    assert response.header(b"connection") == b"close"
+    assert not conn.open
+    assert conn.host.instances == []
+
+
+def test_unexpected_exception_in_a_parser_callback_gets_500(monkeypatch, caplog):
+    """A bug inside a parser callback is logged and answered with 500; it does
+    not escape from dataReceived into Twisted."""
+
+    def broken_build_scope(http_version: str) -> dict:
+        raise RuntimeError("bug in build_scope")
+
+    conn = connect()
+    monkeypatch.setattr(conn.protocol, "build_scope", broken_build_scope)
+    with caplog.at_level(logging.ERROR, logger="daphne"):
+        conn.send(GET)
+    response = one_response(conn.output())
+    assert response.status == 500
+    assert b"bug in build_scope" not in conn.output()
+    assert not conn.open
+    assert conn.host.instances == []
+    records = error_records(caplog)
+    assert len(records) == 1
+    assert isinstance(records[0].exc_info[1], RuntimeError)
 
 
 # -- state x event property ----------------------------------------------------------------------
@@ -1269,3 +1602,33 @@ def test_supported_http_versions_reach_the_app(version):
     conn = connect()
     conn.send(b"GET / HTTP/%s\r\nHost: a\r\n\r\n" % version.encode())
     assert conn.instance.scope["http_version"] == version
+
+
+# -- proxy headers ---------------------------------------------------------------------
+
+FORWARDED = (
+    b"GET / HTTP/1.1\r\nHost: a\r\nX-Real-IP: 192.0.2.7\r\n"
+    b"X-Forwarded-Proto: https\r\nX-Forwarded-Port: 8443\r\n\r\n"
+)
+
+
+def test_unconfigured_forwarded_port_and_proto_headers_are_not_trusted():
+    """Only the configured headers are trusted: with just an address header,
+    a client's X-Forwarded-Proto/-Port must not change the scope."""
+    conn = connect(proxy_forwarded_address_header="X-Real-IP")
+    conn.send(FORWARDED)
+    scope = conn.instance.scope
+    assert scope["client"] == ["192.0.2.7", conn.transport.getPeer().port]
+    assert scope["scheme"] == "http"
+
+
+def test_configured_forwarded_port_and_proto_headers_are_trusted():
+    conn = connect(
+        proxy_forwarded_address_header="X-Real-IP",
+        proxy_forwarded_port_header="X-Forwarded-Port",
+        proxy_forwarded_proto_header="X-Forwarded-Proto",
+    )
+    conn.send(FORWARDED)
+    scope = conn.instance.scope
+    assert scope["client"] == ["192.0.2.7", 8443]
+    assert scope["scheme"] == "https"

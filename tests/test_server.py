@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -296,6 +297,32 @@ def test_shutdown_timeout_cuts_a_long_request(sig):
         assert 0.5 < cut_after < 3
         assert server.wait(5) == 0
         assert time.monotonic() - signalled < 3
+
+
+def test_instances_still_running_after_the_shutdown_grace_are_cancelled(tmp_path):
+    """An application still running when --shutdown-timeout runs out is
+    cancelled (it sees CancelledError and can clean up), not abandoned."""
+    record = tmp_path / "outcome"
+    target = f"/sleep-record?s=30&file={quote(str(record))}"
+    running = run_daphne("--shutdown-timeout", "1", app="tests.apps:application")
+    with (
+        running as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock,
+    ):
+        raw_request(sock, target)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if record.exists() and record.read_text() == "started":
+                break
+            time.sleep(0.02)
+        else:
+            raise AssertionError("the application did not start")
+        signalled = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.wait(10) == 0
+        stopped_after = time.monotonic() - signalled
+    assert stopped_after < 4
+    assert record.read_text() == "CancelledError"
 
 
 def test_idle_keep_alive_connection_does_not_delay_shutdown():

@@ -24,8 +24,11 @@ Scope = dict[str, Any]
 class Sink(Protocol):
     """What the host may call on the protocol side of one instance."""
 
-    def handle_reply(self, event: Event) -> None:
-        """An application event; raises ``ASGIProtocolError`` if it is invalid."""
+    def handle_reply(self, event: Event) -> bool:
+        """An application event; raises ``ASGIProtocolError`` if it is invalid.
+
+        Returns ``False`` if the event was dropped because the exchange is
+        already over (so the host can yield instead of spinning)."""
 
     def receive_requested(self) -> None:
         """The application waits for a client event (e.g. answer 100-continue)."""

@@ -123,6 +123,7 @@ class AppInstance:
         queue = self.queue
         while not queue:
             if self.final is not None:
+                await asyncio.sleep(0)  # a receive loop must not starve the loop
                 return self.final
             self.sink.receive_requested()
             waiter = self.waiter
@@ -137,14 +138,14 @@ class AppInstance:
         return event
 
     async def send(self, event: Event) -> None:
-        self.sink.handle_reply(event)
+        delivered = self.sink.handle_reply(event)
         if self.send_paused:
             if self.drain is None or self.drain.done():
                 self.drain = self.host.loop.create_future()
             await self.drain
-        elif self.gone:
-            # Sends to a closed connection return at once; yield anyway so a
-            # loop that only sends cannot starve the loop (or its kill timer).
+        elif self.gone or delivered is False:
+            # The exchange is over: sends return at once, so yield anyway or a
+            # loop that only sends would starve the loop (and its timers).
             await asyncio.sleep(0)
 
     # -- called by the protocol --------------------------------------------
