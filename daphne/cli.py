@@ -16,7 +16,7 @@ from . import __version__
 from .access import AccessLogGenerator
 from .config import Config, ConfigError
 from .endpoints import build_endpoint_description_strings
-from .server import Server, ServerError
+from .server import Server, ServerError, install_reactor
 from .utils import ImportTargetError, import_by_path
 
 logger = logging.getLogger(__name__)
@@ -332,6 +332,9 @@ class CommandLineInterface:
         try:
             config = self.build_config(options)
             endpoints = self.build_endpoints(options)
+            # Before the application is imported, so that an import of
+            # twisted.internet.reactor there gets the asyncio one.
+            install_reactor()
             sys.path.insert(0, ".")
             application = self.load_application(options.application)
             access_log = self.open_access_log(options)
@@ -397,6 +400,8 @@ class CommandLineInterface:
         )
 
     def build_endpoints(self, options: argparse.Namespace) -> list[str]:
+        if options.host is not None and not options.host.strip("[] "):
+            raise ConfigError("--bind needs an address (it was empty)")
         if options.unix_socket:
             directory = os.path.dirname(os.path.abspath(options.unix_socket))
             if not os.path.isdir(directory):

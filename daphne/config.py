@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, TextIO
+from dataclasses import dataclass
+from typing import Any
 
 #: Signature of the access log hook: ``(protocol, action, details)``.
 AccessLogger = Callable[[str, str, dict], None]
@@ -80,9 +80,13 @@ class Config:
     shutdown_timeout: float = 10.0
     verbosity: int = 1
     access_log: AccessLogger | None = None
-    access_log_stream: TextIO | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        # Negative WebSocket timeouts mean "never", as on the command line.
+        for name in ("websocket_timeout", "websocket_connect_timeout"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                setattr(self, name, None)
         self.validate()
 
     def replace(self, **changes: Any) -> Config:
@@ -123,8 +127,10 @@ class Config:
             raise ConfigError("lifespan must be one of auto, on, off")
         if self.verbosity not in (0, 1, 2, 3):
             raise ConfigError("verbosity must be 0, 1 or 2")
-        if self.root_path.endswith("/"):
-            raise ConfigError("root_path must not end with '/'")
+        if self.root_path and (
+            not self.root_path.startswith("/") or self.root_path.endswith("/")
+        ):
+            raise ConfigError("root_path must start with '/' and not end with '/'")
         if self.server_name is not None:
             value = self.server_name.encode("latin-1", "replace")
             if not value or any(b < 0x20 or b == 0x7F for b in value):

@@ -21,7 +21,11 @@ from urllib.parse import unquote
 
 import httptools
 from twisted.internet import defer, protocol
-from twisted.internet.interfaces import IPushProducer, ISSLTransport
+from twisted.internet.interfaces import (
+    IProtocolNegotiationFactory,
+    IPushProducer,
+    ISSLTransport,
+)
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -880,17 +884,28 @@ class HTTP11Protocol(protocol.Protocol):
             return
         scope = request.scope
         client = scope["client"]
-        access_log(
-            "http",
-            "complete",
-            {
-                "path": request.log_target,
-                "status": request.status,
-                "method": scope["method"],
-                "client": f"{client[0]}:{client[1]}" if client else None,
-                "size": request.bytes_sent,
-            },
-        )
+        if client is None:
+            where = None
+        elif ":" in client[0]:
+            where = f"[{client[0]}]:{client[1]}"
+        else:
+            where = f"{client[0]}:{client[1]}"
+        try:
+            access_log(
+                "http",
+                "complete",
+                {
+                    "path": request.log_target,
+                    "status": request.status,
+                    "method": scope["method"],
+                    "client": where,
+                    "size": request.bytes_sent,
+                },
+            )
+        except Exception:
+            # A full disk or a closed pipe must not break requests.
+            logger.exception("Access log failed; no more access log lines")
+            self.factory.access_log = None
 
     def finish(self, request: HTTPRequest | None, keep_alive: bool) -> None:
         """The current exchange is over: next request, idle, or close."""
@@ -930,6 +945,7 @@ class HTTP11Protocol(protocol.Protocol):
             self.close()
 
 
+@implementer(IProtocolNegotiationFactory)
 class HTTPFactory(protocol.ServerFactory):
     """Builds connection protocols and tracks the live connections."""
 
@@ -951,6 +967,13 @@ class HTTPFactory(protocol.ServerFactory):
             if config.server_name
             else None
         )
+
+    def acceptableProtocols(self) -> list[bytes]:
+        """ALPN protocols offered on TLS endpoints (HTTP/2 joins later).
+
+        Without this, Twisted's TLS answers an ALPN offer with an empty
+        selection and OpenSSL aborts the handshake for every browser."""
+        return [b"http/1.1"]
 
     def buildProtocol(self, addr: Any) -> HTTP11Protocol:
         return HTTP11Protocol(self)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -55,19 +56,25 @@ class ServerError(Exception):
 def install_reactor() -> Any:
     """Install Twisted's asyncio reactor on a uvloop loop (where available).
 
-    Returns the reactor. If a reactor is already installed it must be the
-    asyncio one, since applications run as asyncio tasks on its loop.
+    Returns the reactor. Applications run as asyncio tasks on its loop, so a
+    different reactor that was merely imported (not running) is replaced.
     """
     if "twisted.internet.reactor" in sys.modules:
         from twisted.internet import reactor
         from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 
-        if not isinstance(reactor, AsyncioSelectorReactor):
+        if isinstance(reactor, AsyncioSelectorReactor):
+            return reactor
+        if reactor.running:
             raise ServerError(
                 f"daphne needs Twisted's asyncio reactor, but "
-                f"{type(reactor).__name__} is already installed"
+                f"{type(reactor).__name__} is already running"
             )
-        return reactor
+        logger.warning(
+            "Replacing the %s imported before daphne started with the asyncio reactor",
+            type(reactor).__name__,
+        )
+        del sys.modules["twisted.internet.reactor"]
     try:
         import uvloop
     except ImportError:
@@ -119,6 +126,7 @@ class Server:
         self.factory: HTTPFactory | None = None
         self._started = False
         self._stopping = False
+        self._stop_requested = False
 
     # -- running -------------------------------------------------------------
 
@@ -128,11 +136,23 @@ class Server:
         if self.reactor is None:
             self.reactor = install_reactor()
         reactor = self.reactor
-        self.host = AppHost(self.application, self.config, reactor)
+        # Check every endpoint before running anything of the application's.
+        try:
+            self._endpoints = [
+                (description, server_endpoint(reactor, description))
+                for description in self.endpoints
+            ]
+        except EndpointError as exc:
+            raise ServerError(str(exc)) from None
+        # The reactor's own loop: not asyncio's "current" one, which may differ.
+        loop = getattr(reactor, "_asyncioEventloop", None)
+        self.host = AppHost(self.application, self.config, reactor, loop=loop)
         self.lifespan = Lifespan(self.host, self.config.lifespan)
         self.factory = HTTPFactory(
             self.config, self.host, reactor, access_log=self.action_logger
         )
+        if self.signal_handlers:
+            reactor.callWhenRunning(self._install_signal_handlers)
         reactor.callWhenRunning(self._spawn, self._start)
         reactor.addSystemEventTrigger("before", "shutdown", self._before_shutdown)
         reactor.run(installSignalHandlers=self.signal_handlers)
@@ -141,8 +161,20 @@ class Server:
 
     def stop(self) -> None:
         """Begin a graceful shutdown (thread-unsafe: call from the reactor)."""
-        if self.reactor.running:
+        if self.reactor.running and not self._stop_requested:
+            self._stop_requested = True
             self.reactor.stop()
+
+    def _install_signal_handlers(self) -> None:
+        """SIGINT/SIGTERM once: graceful stop; twice: leave at once."""
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._stop_requested:
+            logger.warning("Second %s: exiting now", signal.Signals(signum).name)
+            os._exit(1)
+        self.reactor.callFromThread(self.stop)
 
     def _spawn(self, coroutine_function: Callable) -> defer.Deferred:
         return defer.Deferred.fromFuture(
@@ -153,8 +185,8 @@ class Server:
         try:
             await self.lifespan.startup()
             self._started = True
-            for description in self.endpoints:
-                await self._listen(description)
+            for description, endpoint in self._endpoints:
+                await self._listen(description, endpoint)
         except (ServerError, LifespanFailure, EndpointError) as exc:
             self._fail(str(exc))
             return
@@ -163,10 +195,12 @@ class Server:
             self._fail(f"Server start-up failed: {exc}")
             return
         if self.ready_callable is not None:
-            self.ready_callable()
+            try:
+                self.ready_callable()
+            except Exception:
+                logger.exception("ready_callable failed")
 
-    async def _listen(self, description: str) -> None:
-        endpoint = server_endpoint(self.reactor, description)
+    async def _listen(self, description: str, endpoint: Any) -> None:
         try:
             port = await endpoint.listen(self.factory).asFuture(self.host.loop)
         except Exception as exc:
@@ -231,6 +265,13 @@ class Server:
         await self.host.close(max(0.0, deadline - loop.time()))
         if self._started:
             try:
-                await self.lifespan.shutdown()
+                await asyncio.wait_for(
+                    self.lifespan.shutdown(), self.config.shutdown_timeout
+                )
+            except asyncio.TimeoutError:
+                logger.warning(
+                    "Lifespan shutdown did not complete within %ss",
+                    self.config.shutdown_timeout,
+                )
             except LifespanFailure as exc:
                 logger.error("%s", exc)

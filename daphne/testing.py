@@ -53,12 +53,12 @@ class DaphneProcess(_fork.Process):
         try:
             if self.setup is not None:
                 self.setup()
+            kwargs = {"signal_handlers": True, **self.kwargs}
             server = Server(
                 application=self.get_application(),
                 endpoints=build_endpoint_description_strings(host=self.host, port=0),
                 ready_callable=lambda: self._ready(server),
-                signal_handlers=True,
-                **self.kwargs,
+                **kwargs,
             )
             server.run()
         except BaseException as exc:
