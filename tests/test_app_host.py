@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 import pytest
@@ -724,3 +725,24 @@ def test_request_scope_has_no_state_without_lifespan_state(loop, clock):
     host.start(scope, FakeSink())
     assert "state" not in scope
     settle(loop)
+
+
+def test_lifespan_exception_after_startup_is_logged_when_it_happens(
+    loop, clock, caplog
+):
+    """An app that raises after startup.complete is reported at once (with its
+    traceback), and shutdown later skips the exchange instead of failing."""
+
+    async def app(scope, receive, send):
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        raise RuntimeError("boom after startup")
+
+    lifespan = Lifespan(make_host(app, loop, clock), "auto")
+    with caplog.at_level(logging.ERROR):
+        run(loop, lifespan.startup())
+        settle(loop)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "boom after startup" in str(errors[0].exc_info[1])
+    run(loop, lifespan.shutdown())  # must neither hang nor raise

@@ -224,6 +224,9 @@ class Lifespan:
     async def shutdown(self) -> None:
         if not self.supported or self._task is None:
             return
+        if self._task.done():
+            logger.info("The lifespan task had already ended; no shutdown event")
+            return
         await self._exchange("shutdown")
 
     async def _exchange(self, phase: str) -> None:
@@ -257,16 +260,26 @@ class Lifespan:
         raise LifespanFailure(f"Unexpected lifespan message {kind!r}")
 
     async def _run(self, scope: Scope) -> None:
-        answered = False
+        received = answered = 0
+
+        async def receive() -> Event:
+            nonlocal received
+            event = await self._events.get()
+            received += 1
+            return event
 
         async def send(message: Event) -> None:
             nonlocal answered
-            answered = True
+            answered += 1
             await self._replies.put(message)
 
         try:
-            await self.host.application(scope, self._events.get, send)
+            await self.host.application(scope, receive, send)
         except Exception as exc:
+            if answered and answered >= received:
+                # Every event was answered (e.g. after startup completed):
+                # no exchange will report this, so say it now.
+                logger.error("Exception in the lifespan application", exc_info=exc)
             await self._replies.put(
                 {"type": "exception", "exc": exc, "answered": answered}
             )
