@@ -119,3 +119,15 @@ async def lifespan_startup_fails(scope, receive, send) -> None:
         await send({"type": "lifespan.startup.failed", "message": STARTUP_FAILURE})
         return
     await _http(scope, receive, send)
+
+
+async def lifespan_shutdown_hangs(scope, receive, send) -> None:
+    """Completes lifespan startup but never answers lifespan.shutdown."""
+    if scope["type"] != "lifespan":
+        await _http(scope, receive, send)
+        return
+    message = await receive()
+    assert message["type"] == "lifespan.startup"
+    await send({"type": "lifespan.startup.complete"})
+    await receive()  # lifespan.shutdown: never answered
+    await asyncio.sleep(3600)

@@ -688,3 +688,14 @@ def test_console_script_serves(tmp_path):
         proc.terminate()
         proc.communicate(timeout=15)
     assert proc.returncode == 0
+
+
+def test_application_importing_the_default_reactor_still_serves():
+    """tests/cli_reactor_app.py starts with ``from twisted.internet import
+    reactor``; daphne must still run its asyncio reactor."""
+    with run_daphne(app="tests.cli_reactor_app:application") as server:
+        response = httpx.get(server.url + "/reactor", timeout=10)
+        assert response.status_code == 200
+        assert response.json()["path"] == "/reactor"
+        assert server.stop() == 0
+    assert "Traceback" not in "\n".join(server.stderr)

@@ -22,6 +22,7 @@ import httptools
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
 
@@ -1632,3 +1633,60 @@ def test_configured_forwarded_port_and_proto_headers_are_trusted():
     scope = conn.instance.scope
     assert scope["client"] == ["192.0.2.7", 8443]
     assert scope["scheme"] == "https"
+
+
+# -- access log failures and client formatting -----------------------------------------
+
+
+def test_failing_access_log_is_contained_and_disabled(caplog):
+    calls: list[dict] = []
+
+    def access_log(protocol: str, action: str, details: dict) -> None:
+        calls.append(details)
+        raise OSError(28, "No space left on device")
+
+    factory = HTTPFactory(Config(), FakeHost(), reactor=Clock(), access_log=access_log)
+    conn = Conn(factory)
+    with caplog.at_level(logging.ERROR, logger="daphne"):
+        conn.send(GET)
+        conn.instance.respond(b"first")
+        conn.instance.finish()
+        first = one_response(conn.output())
+        assert first.body == b"first"
+        assert conn.open
+        conn.transport.clear()
+        conn.send(GET)
+        assert len(conn.host.instances) == 2
+        conn.instance.respond(b"second")
+        conn.instance.finish()
+    assert one_response(conn.output()).body == b"second"
+    assert conn.open
+    assert len(calls) == 1
+    assert factory.access_log is None
+    records = error_records(caplog)
+    assert len(records) == 1
+    assert "Access log" in records[0].getMessage()
+
+
+@pytest.mark.parametrize(
+    "address, expected",
+    [
+        (IPv6Address("TCP", "::1", 51234), "[::1]:51234"),
+        (IPv4Address("TCP", "127.0.0.1", 51234), "127.0.0.1:51234"),
+    ],
+    ids=["ipv6", "ipv4"],
+)
+def test_access_log_client_address_format(address, expected):
+    calls: list[dict] = []
+    factory = HTTPFactory(
+        Config(),
+        FakeHost(),
+        reactor=Clock(),
+        access_log=lambda protocol, action, details: calls.append(details),
+    )
+    conn = Conn(factory, StringTransportWithDisconnection(peerAddress=address))
+    conn.send(GET)
+    conn.instance.respond(b"ok")
+    conn.instance.finish()
+    assert one_response(conn.output()).status == 200
+    assert [details["client"] for details in calls] == [expected]

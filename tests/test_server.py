@@ -5,6 +5,7 @@ over real sockets."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
@@ -450,3 +451,229 @@ def test_compat_names_are_importable():
     assert build_endpoint_description_strings(host="127.0.0.1", port=8000) == [
         "tcp:port=8000:interface=127.0.0.1"
     ]
+
+
+# --------------------------------------------------------------------------
+# Second review fixes
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_files(tmp_path):
+    """A self-signed certificate for 127.0.0.1: (key path, certificate path)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    key_path = tmp_path / "key.pem"
+    cert_path = tmp_path / "cert.pem"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+@pytest.fixture
+def tls_server(tls_files):
+    key, cert = (str(path).replace(":", r"\:") for path in tls_files)
+    endpoint = f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+    with run_daphne("-e", endpoint, app=APP, listen=False) as server:
+        server.wait_listening()
+        yield server
+
+
+def test_tls_with_alpn_from_curl_is_served(tls_server):
+    result = subprocess.run(
+        [
+            "curl",
+            "-sk",
+            "--max-time",
+            "10",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            f"https://127.0.0.1:{tls_server.port}/tls",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=15,
+    )
+    body, _, status = result.stdout.rpartition("\n")
+    assert (result.returncode, status) == (0, "200"), result
+    payload = json.loads(body)
+    assert payload["path"] == "/tls"
+    assert payload["scheme"] == "https"
+
+
+def read_response(sock) -> bytes:
+    """Read one Content-Length response, without waiting for the close."""
+    data = b""
+    while True:
+        head, sep, body = data.partition(b"\r\n\r\n")
+        length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        if sep and length and len(body) >= int(length.group(1)):
+            return data
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed mid-response: {data!r}"
+        data += chunk
+
+
+def test_tls_alpn_h2_and_http11_offer_negotiates_http11(tls_server):
+    import ssl
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    raw = socket.create_connection(("127.0.0.1", tls_server.port), timeout=10)
+    with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+        assert sock.selected_alpn_protocol() == "http/1.1"
+        sock.sendall(
+            b"GET /alpn HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        status, body = parse_response(read_response(sock))
+    assert status == 200
+    payload = json.loads(body)
+    assert payload["path"] == "/alpn"
+    assert payload["scheme"] == "https"
+
+
+def test_lifespan_shutdown_never_answered_is_bounded_by_shutdown_timeout():
+    with run_daphne(
+        "--shutdown-timeout", "1", app="tests.cli_apps:lifespan_shutdown_hangs"
+    ) as server:
+        wait_until_connections_accepted(server.port)
+        signalled = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.wait(10) == 0
+        assert time.monotonic() - signalled < 4
+
+
+def test_second_sigterm_during_graceful_shutdown_exits_at_once():
+    with run_daphne(app=APP) as server:
+        wait_until_connections_accepted(server.port)
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        try:
+            raw_request(sock, "/very-slow?sleep=30")
+            time.sleep(0.3)  # the application is now sleeping
+            server.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            assert server.proc.poll() is None, "the first signal must wait"
+            signalled = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
+            code = server.wait(10)
+            elapsed = time.monotonic() - signalled
+        finally:
+            sock.close()
+    assert code != 0
+    assert elapsed < 2
+    stderr = "\n".join(server.stderr)
+    assert "Traceback" not in stderr
+    assert "CRITICAL" not in stderr
+
+
+def test_bad_endpoint_is_rejected_before_lifespan_startup(tmp_path):
+    log = tmp_path / "lifespan.log"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-e",
+            "tcp:abc",
+            "tests.cli_apps:lifespan_recorder",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env={**os.environ, LIFESPAN_LOG: str(log)},
+    )
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr
+    errors = [
+        line for line in result.stderr.splitlines() if line.startswith("daphne: error:")
+    ]
+    assert len(errors) == 1, result.stderr
+    assert "tcp:abc" in errors[0]
+    assert not log.exists()
+
+
+SERVER_ON_ANOTHER_LOOP = """
+import asyncio
+import sys
+
+sys.path.insert(0, {root!r})
+
+from twisted.internet import asyncioreactor
+
+loop = asyncio.new_event_loop()
+asyncioreactor.install(loop)
+asyncio.set_event_loop(asyncio.new_event_loop())
+
+from daphne.server import Server
+from tests.cli_apps import application
+
+server = Server(
+    application,
+    endpoints=["tcp:0:interface=127.0.0.1"],
+    ready_callable=lambda: print(
+        "PORT", server.listeners[0].getHost().port, flush=True
+    ),
+)
+server.run()
+"""
+
+
+def test_server_uses_the_reactors_loop_not_the_current_one(tmp_path):
+    script = tmp_path / "serve.py"
+    script.write_text(SERVER_ON_ANOTHER_LOOP.format(root=str(ROOT)))
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("PORT "), (line, proc.poll())
+        port = int(line.split()[1])
+        payload = get_json(f"http://127.0.0.1:{port}/other-loop")
+        assert payload["path"] == "/other-loop"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
