@@ -25,6 +25,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_LOG_FORMAT = "%(asctime)-15s %(levelname)-8s %(message)s"
 LOG_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
+_twisted_logging_routed = False
 
 
 class _Parser(argparse.ArgumentParser):
@@ -371,6 +372,18 @@ class CommandLineInterface:
             port = options.proxy_headers_port or "X-Forwarded-Port"
             proto = "X-Forwarded-Proto"
 
+        try:
+            return self._config(options, address, port, proto)
+        except ConfigError as exc:
+            raise ConfigError(self.option_names(str(exc))) from None
+
+    def _config(
+        self,
+        options: argparse.Namespace,
+        address: str | None,
+        port: str | None,
+        proto: str | None,
+    ) -> Config:
         def never_if_negative(value: float | None) -> float | None:
             return None if value is None or value < 0 else value
 
@@ -398,6 +411,15 @@ class CommandLineInterface:
             proxy_forwarded_proto_header=proto,
             verbosity=options.verbosity,
         )
+
+    def option_names(self, message: str) -> str:
+        """Name the command-line option in a Config error, not the field."""
+        field, _, rest = message.partition(" ")
+        # argparse has no public list of its actions; _actions is stable.
+        for action in self.parser._actions:
+            if action.dest == field and action.option_strings:
+                return f"{action.option_strings[-1]} {rest}"
+        return message
 
     def build_endpoints(self, options: argparse.Namespace) -> list[str]:
         if options.host is not None and not options.host.strip("[] "):
@@ -480,6 +502,9 @@ class CommandLineInterface:
         logging.getLogger("twisted").setLevel(
             logging.DEBUG if verbosity >= 2 else logging.WARNING
         )
-        globalLogBeginner.beginLoggingTo(
-            [STDLibLogObserver(name="twisted")], redirectStandardIO=False
-        )
+        global _twisted_logging_routed
+        if not _twisted_logging_routed:  # Twisted allows this once a process
+            _twisted_logging_routed = True
+            globalLogBeginner.beginLoggingTo(
+                [STDLibLogObserver(name="twisted")], redirectStandardIO=False
+            )

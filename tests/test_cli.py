@@ -464,12 +464,12 @@ ONE_LINE_ERRORS = {
     "missing application": ([], ["module.path:object.path"]),
     "-p 70000": (["-p", "70000", APP], ["70000"]),
     "-p abc": (["-p", "abc", APP], ["abc"]),
-    "-t -1": (["-t", "-1", APP], ["http_timeout"]),
-    "--ping-timeout 0": (["--ping-timeout", "0", APP], ["ping_timeout"]),
+    "-t -1": (["-t", "-1", APP], ["--http-timeout"]),
+    "--ping-timeout 0": (["--ping-timeout", "0", APP], ["--ping-timeout"]),
     "-v 5": (["-v", "5", APP], ["5"]),
     "--fd -1": (["--fd", "-1", APP], ["-1"]),
     "--lifespan maybe": (["--lifespan", "maybe", APP], ["maybe"]),
-    "--root-path /x/": (["--root-path", "/x/", APP], ["root_path"]),
+    "--root-path /x/": (["--root-path", "/x/", APP], ["--root-path"]),
     "--access-log in a missing directory": (
         ["--access-log", "/nonexistent-daphne-dir/access.log", APP],
         ["/nonexistent-daphne-dir/access.log"],
@@ -558,14 +558,14 @@ def test_bad_log_format_is_a_one_line_error(error_results, case):
     "args, needle",
     [
         (["-p", "-1"], "-1"),
-        (["-t", "0"], "http_timeout"),
-        (["--ping-interval", "-1"], "ping_interval"),
-        (["--shutdown-timeout", "-1"], "shutdown_timeout"),
+        (["-t", "0"], "--http-timeout"),
+        (["--ping-interval", "-1"], "--ping-interval"),
+        (["--shutdown-timeout", "-1"], "--shutdown-timeout"),
         (["--application-close-timeout", "nan"], "nan"),
         (["--keep-alive-timeout", "inf"], "inf"),
         (["--fd", "three"], "three"),
         (["--websocket-max-message-size", "-1"], "-1"),
-        (["--server-name", "bad\x01name"], "server_name"),
+        (["--server-name", "bad\x01name"], "--server-name"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else None,
 )
@@ -699,3 +699,27 @@ def test_application_importing_the_default_reactor_still_serves():
         assert response.json()["path"] == "/reactor"
         assert server.stop() == 0
     assert "Traceback" not in "\n".join(server.stderr)
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["-t", "-1"], "--http-timeout"),
+        (["--ping-timeout", "0"], "--ping-timeout"),
+        (["--root-path", "x"], "--root-path"),
+        (
+            ["--websocket-max-frame-size", "1", "--shutdown-timeout", "-2"],
+            "--shutdown-timeout",
+        ),
+    ],
+)
+def test_config_errors_name_the_option(args, option, capsys):
+    """A value the Config refuses is reported with the option's name, as typed
+    on the command line, not the internal field name."""
+    cli = CommandLineInterface()
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run([*args, "tests.cli_apps:application"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"daphne: error: {option} ")
+    assert "_" not in err.split(":", 2)[2].split()[0]
