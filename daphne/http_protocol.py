@@ -5,10 +5,16 @@ protocol parses requests, enforces framing and slow-client limits, and writes
 responses; each request becomes an :class:`HTTPRequest`, the object the
 application side talks to. ``HTTPRequest`` knows ASGI response events but not
 HTTP/1.1 framing, so HTTP/2 streams can reuse it later.
+
+A request with ``Upgrade: websocket`` is parsed here too; once its head is
+complete the connection is handed to a
+:class:`~daphne.ws_protocol.WebSocketProtocol`, and this protocol forwards
+reads, connection loss and flow control to it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import html
 import logging
@@ -30,15 +36,19 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .config import Config
-from .hosts import Event, Host, Instance
+from .hosts import ASGIProtocolError, Event, Host, Instance
 from .utils import (
     is_valid_header_name,
     is_valid_header_value,
     is_valid_host,
     parse_x_forwarded_for,
 )
+from .ws_protocol import WebSocketFactory, WebSocketProtocol
 
 logger = logging.getLogger(__name__)
+
+#: The WebSocket scheme for the connection's HTTP scheme.
+WEBSOCKET_SCHEMES = {"http": "ws", "https": "wss"}
 
 STATUS_LINES = {
     status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode())
@@ -73,10 +83,6 @@ class PayloadTooLarge(HTTPError):
 
 class HeadersTooLarge(HTTPError):
     status = 431
-
-
-class ASGIProtocolError(RuntimeError):
-    """The application sent an event that is not allowed now."""
 
 
 class ResponseState(enum.Enum):
@@ -115,6 +121,15 @@ def error_page(status: int, detail: str = "") -> tuple[bytes, bytes]:
     if detail:
         body += f"<p>{html.escape(detail)}</p>"
     return b"text/html; charset=utf-8", (body + "</body></html>\n").encode()
+
+
+def format_client(client: list | None) -> str | None:
+    """``host:port`` (``[host]:port`` for IPv6) for log lines."""
+    if client is None:
+        return None
+    if ":" in client[0]:
+        return f"[{client[0]}]:{client[1]}"
+    return f"{client[0]}:{client[1]}"
 
 
 def format_address(address: Any) -> list | None:
@@ -372,6 +387,11 @@ class HTTP11Protocol(protocol.Protocol):
         self.read_pauses: set[str] = set()
         #: An error found while an earlier response was still being produced.
         self.deferred_error: HTTPError | None = None
+        #: The WebSocket this connection was upgraded to.
+        self.websocket: WebSocketProtocol | None = None
+        #: Scope of a parsed WebSocket upgrade request, until the hand-over.
+        self.websocket_scope: dict | None = None
+        self.upgrade_websocket = False
         # Request head being parsed.
         self.url = b""
         self.req_headers: list[tuple[bytes, bytes]] = []
@@ -403,12 +423,19 @@ class HTTP11Protocol(protocol.Protocol):
         self.server = format_address(transport.getHost())
         self.scheme = "https" if ISSLTransport.providedBy(transport) else "http"
         transport.registerProducer(self, True)
+        # Small writes (WebSocket frames, streamed bodies) go out at once.
+        # (UNIX sockets and pipes have no such option.)
+        with contextlib.suppress(AttributeError, OSError, NotImplementedError):
+            transport.setTcpNoDelay(True)
         self.factory.connection_made(self)
         # A connection that never sends a byte is closed like an idle one.
         self.set_deadline("idle", self.config.request_head_timeout)
 
     def dataReceived(self, data: bytes) -> None:
         if self.closing or self.deferred_error is not None:
+            return
+        if self.websocket is not None:
+            self.websocket.data_received(data)
             return
         message = self.messages
         continuing = self.in_head
@@ -424,9 +451,12 @@ class HTTP11Protocol(protocol.Protocol):
             self.request_error(error)
             return
         except httptools.HttpParserUpgrade as exc:
-            # Not a WebSocket (yet): the request was answered as plain HTTP;
-            # keep parsing what follows with a fresh parser.
             rest = data[exc.args[0] :]
+            if self.websocket_scope is not None:
+                self.start_websocket(rest)
+                return
+            # Another protocol (h2c, ...): the request was answered as plain
+            # HTTP; keep parsing what follows with a fresh parser.
             self.parser = httptools.HttpRequestParser(self)
             if rest:
                 self.dataReceived(rest)
@@ -465,19 +495,23 @@ class HTTP11Protocol(protocol.Protocol):
             request.instance.put({"type": "http.disconnect"})
             request.instance.disconnected()
         self.pipeline.clear()
+        if self.websocket is not None:
+            self.websocket.connection_lost(reason)
         self.factory.connection_lost(self)
 
     # -- IPushProducer: the transport's write buffer is full / drained ---------
 
     def pauseProducing(self) -> None:
         self.write_paused = True
-        if self.request is not None and self.request.instance is not None:
-            self.request.instance.pause_sending()
+        active = self.websocket or self.request
+        if active is not None and active.instance is not None:
+            active.instance.pause_sending()
 
     def resumeProducing(self) -> None:
         self.write_paused = False
-        if self.request is not None and self.request.instance is not None:
-            self.request.instance.resume_sending()
+        active = self.websocket or self.request
+        if active is not None and active.instance is not None:
+            active.instance.resume_sending()
 
     def stopProducing(self) -> None:
         self.write_paused = False
@@ -562,6 +596,7 @@ class HTTP11Protocol(protocol.Protocol):
         self.content_length = 0
         self.root_path_header = None
         self.expect = False
+        self.upgrade_websocket = False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -602,6 +637,10 @@ class HTTP11Protocol(protocol.Protocol):
             self.transfer_encoding = value
         elif name == b"expect":
             self.expect = value.lower() == b"100-continue"
+        elif name == b"upgrade":
+            self.upgrade_websocket = any(
+                token.strip().lower() == b"websocket" for token in value.split(b",")
+            )
         elif name == b"daphne-root-path":
             self.root_path_header = unquote(value.decode("latin-1"))
             return
@@ -620,6 +659,12 @@ class HTTP11Protocol(protocol.Protocol):
             # llhttp would skip the body of an upgrade request and parse it as
             # the next request: a proxy and daphne would disagree on framing.
             raise HTTPError("Upgrade requests must not have a body")
+        if self.upgrade_websocket and parser.should_upgrade():
+            if self.request is not None:
+                raise HTTPError("WebSocket upgrade behind an unanswered request")
+            self.websocket_scope = self.build_scope(http_version, websocket=True)
+            self.clear_deadline()
+            return
         if te is not None and http_version == "1.0":
             # RFC 9112 6.1: an HTTP/1.0 peer may frame this differently.
             raise HTTPError("Transfer-Encoding in an HTTP/1.0 request")
@@ -652,6 +697,8 @@ class HTTP11Protocol(protocol.Protocol):
         self.partial_body = body
 
     def on_message_complete(self) -> None:
+        if self.websocket_scope is not None:
+            return  # the connection is handed over once feed_data returns
         if self.deadline_kind == "body":
             self.clear_deadline()
         self.flush_body(more=False)
@@ -666,7 +713,7 @@ class HTTP11Protocol(protocol.Protocol):
 
     # -- requests --------------------------------------------------------------
 
-    def build_scope(self, http_version: str) -> dict:
+    def build_scope(self, http_version: str, websocket: bool = False) -> dict:
         url = self.url
         if b"#" in url:
             raise HTTPError("Malformed request target")
@@ -698,6 +745,28 @@ class HTTP11Protocol(protocol.Protocol):
                 client,
                 scheme,
             )
+        if websocket:
+            return {
+                "type": "websocket",
+                "asgi": {"version": "3.0", "spec_version": "2.4"},
+                "http_version": http_version,
+                "scheme": WEBSOCKET_SCHEMES.get(scheme, scheme),
+                "path": path,
+                "raw_path": raw_path,
+                "query_string": query,
+                "root_path": root_path,
+                "headers": headers,
+                "client": client,
+                "server": self.server,
+                "subprotocols": [
+                    token
+                    for name, value in headers
+                    if name == b"sec-websocket-protocol"
+                    for token in value.decode("latin-1").replace(" ", "").split(",")
+                    if token
+                ],
+                "extensions": {"websocket.http.response": {}},
+            }
         return {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -726,6 +795,36 @@ class HTTP11Protocol(protocol.Protocol):
         request.start(self.factory.host)
         if self.write_paused:
             request.instance.pause_sending()
+
+    def start_websocket(self, rest: bytes) -> None:
+        """Hand the connection to a WebSocket; ``rest`` follows the head."""
+        scope, self.websocket_scope = self.websocket_scope, None
+        head = [
+            b"%s %s HTTP/%s\r\n"
+            % (self.parser.get_method(), self.url, scope["http_version"].encode())
+        ]
+        # Autobahn validates the handshake from these lines: exactly the
+        # headers parsed above, whose values are free of line breaks.
+        head.extend(b"%s: %s\r\n" % header for header in self.req_headers)
+        head.append(b"\r\n")
+        self.websocket = WebSocketProtocol(self, scope)
+        self.websocket.start(b"".join(head), rest)
+
+    def websocket_refusal(self, scope: dict) -> HTTPRequest:
+        """An HTTP exchange that answers a refused WebSocket handshake."""
+        request = HTTPRequest(self, {**scope, "method": "GET"}, False, False)
+        request.body_complete = True
+        self.request = request
+        return request
+
+    def refuse_websocket(
+        self, scope: dict, status: int, detail: str = "", headers: Any = ()
+    ) -> HTTPRequest:
+        """Answer a WebSocket handshake with an error page and close."""
+        request = self.websocket_refusal(scope)
+        request.state = ResponseState.FAILED
+        self.write_error(request, status, detail, headers)
+        return request
 
     def instance_finished(self, request: HTTPRequest) -> None:
         self.running.discard(request)
@@ -759,10 +858,13 @@ class HTTP11Protocol(protocol.Protocol):
         logger.info("Refused request from %s: %s", self.client, error)
         self.write_error(None, error.status, str(error))
 
-    def write_error(self, request: HTTPRequest | None, status: int, detail="") -> None:
+    def write_error(
+        self, request: HTTPRequest | None, status: int, detail="", headers: Any = ()
+    ) -> None:
         """Send a complete error response and close the connection."""
         content_type, body = error_page(status, detail)
         head = [STATUS_LINES[status]]
+        head.extend(b"%s: %s\r\n" % header for header in headers)
         self.common_headers(head, False, False, keep_alive=False)
         head.append(b"content-type: %s\r\n" % content_type)
         head.append(b"content-length: %d\r\n\r\n" % len(body))
@@ -879,29 +981,33 @@ class HTTP11Protocol(protocol.Protocol):
         self.finish(request, request.keep_alive)
 
     def log_access(self, request: HTTPRequest) -> None:
+        if self.factory.access_log is None:
+            return
+        scope = request.scope
+        client = format_client(scope["client"])
+        if scope["type"] == "websocket":
+            path = scope["raw_path"].decode("latin-1")
+            self.log_event("websocket", "rejected", {"path": path, "client": client})
+            return
+        self.log_event(
+            "http",
+            "complete",
+            {
+                "path": request.log_target,
+                "status": request.status,
+                "method": scope["method"],
+                "client": client,
+                "size": request.bytes_sent,
+            },
+        )
+
+    def log_event(self, protocol: str, action: str, details: dict) -> None:
+        """One access log event (see :class:`daphne.access.AccessLogGenerator`)."""
         access_log = self.factory.access_log
         if access_log is None:
             return
-        scope = request.scope
-        client = scope["client"]
-        if client is None:
-            where = None
-        elif ":" in client[0]:
-            where = f"[{client[0]}]:{client[1]}"
-        else:
-            where = f"{client[0]}:{client[1]}"
         try:
-            access_log(
-                "http",
-                "complete",
-                {
-                    "path": request.log_target,
-                    "status": request.status,
-                    "method": scope["method"],
-                    "client": where,
-                    "size": request.bytes_sent,
-                },
-            )
+            access_log(protocol, action, details)
         except Exception:
             # A full disk or a closed pipe must not break requests.
             logger.exception("Access log failed; no more access log lines")
@@ -941,6 +1047,9 @@ class HTTP11Protocol(protocol.Protocol):
     def shutdown(self) -> None:
         """Server is stopping: close when idle, after the current response."""
         self.draining = True
+        if self.websocket is not None:
+            self.websocket.shutdown()
+            return
         if self.request is None and self.parsing is None and not self.disconnected:
             self.close()
 
@@ -960,6 +1069,7 @@ class HTTPFactory(protocol.ServerFactory):
         self.host = host
         self.reactor = reactor
         self.access_log = access_log
+        self.websocket_factory = WebSocketFactory(config, reactor)
         self.connections: set[HTTP11Protocol] = set()
         self._empty_waiters: list[defer.Deferred] = []
         self.server_header = (

@@ -21,6 +21,10 @@ Event = dict[str, Any]
 Scope = dict[str, Any]
 
 
+class ASGIProtocolError(RuntimeError):
+    """The application sent an event that is not allowed now."""
+
+
 class Sink(Protocol):
     """What the host may call on the protocol side of one instance."""
 
