@@ -1,0 +1,500 @@
+"""In-memory tests of WebSocket connections: handshake, timers, flow control.
+
+The connection is an ``HTTP11Protocol`` on a string transport with a
+``Clock`` reactor (see ``tests/test_http_protocol.py``); the test plays both
+the client (writing the upgrade request and masked frames) and the
+application (calling the sink the protocol hands to the fake host).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+from websockets.frames import Close, Frame, Opcode
+from websockets.streams import StreamReader
+
+from daphne.hosts import ASGIProtocolError
+from tests.test_http_protocol import (
+    Conn,
+    UnreadTransport,
+    make_factory,
+    one_response,
+    parse_responses,
+)
+
+KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
+ACCEPT_KEY = base64.b64encode(
+    hashlib.sha1(KEY + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+)
+
+
+#: The peer address of the string transport, as access log lines show it.
+CLIENT = "192.168.1.1:54321"
+
+
+def upgrade_request(path: bytes = b"/ws", extra: bytes = b"") -> bytes:
+    return (
+        b"GET %s HTTP/1.1\r\nHost: example.com\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+        b"Sec-WebSocket-Version: 13\r\n%s\r\n" % (path, KEY, extra)
+    )
+
+
+def frame(opcode: Opcode, data: bytes = b"", fin: bool = True) -> bytes:
+    return Frame(opcode, data, fin=fin).serialize(mask=True)
+
+
+def close_frame(code: int, reason: str = "") -> bytes:
+    return frame(Opcode.CLOSE, Close(code, reason).serialize())
+
+
+class WSConn(Conn):
+    """A client connection that upgrades to a WebSocket."""
+
+    log: list
+
+    def handshake(self, path: bytes = b"/ws", extra: bytes = b"", rest=b"") -> None:
+        self.send(upgrade_request(path, extra) + rest)
+
+    def accept(self, **event) -> None:
+        self.instance.send({"type": "websocket.accept", **event})
+        head, sep, self.pending = self.output().partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        self.head = head
+        self.transport.clear()
+
+    def frames(self) -> list[Frame]:
+        """Frames the server wrote since the last call."""
+        reader = StreamReader()
+        reader.feed_data(getattr(self, "pending", b"") + self.output())
+        self.pending = b""
+        self.transport.clear()
+        found = []
+        while True:
+            parser = Frame.parse(reader.read_exact, mask=False)
+            try:
+                next(parser)
+            except StopIteration as done:
+                found.append(done.value)
+                continue
+            return found
+
+    def received(self) -> list[dict]:
+        return [e for e in self.instance.events if e["type"] != "websocket.connect"]
+
+
+def ws_connect(transport=None, **options) -> WSConn:
+    factory = make_factory(**options)
+    log: list = []
+    factory.access_log = lambda protocol, action, details: log.append(
+        (protocol, action, details)
+    )
+    conn = WSConn(factory, transport)
+    conn.log = log
+    return conn
+
+
+def opened(**options) -> WSConn:
+    conn = ws_connect(**options)
+    conn.handshake()
+    conn.accept()
+    return conn
+
+
+# -- handshake -----------------------------------------------------------------
+
+
+def test_handshake_is_held_until_the_application_answers():
+    conn = ws_connect()
+    conn.handshake(b"/chat/%C3%A9?room=1", b"Sec-WebSocket-Protocol: a, b\r\n")
+    assert conn.output() == b""
+    scope = conn.instance.scope
+    assert conn.instance.events == [{"type": "websocket.connect"}]
+    assert scope["type"] == "websocket"
+    assert scope["scheme"] == "ws"
+    assert scope["path"] == "/chat/é"
+    assert scope["raw_path"] == b"/chat/%C3%A9"
+    assert scope["query_string"] == b"room=1"
+    assert scope["subprotocols"] == ["a", "b"]
+    assert scope["extensions"] == {"websocket.http.response": {}}
+    assert "method" not in scope
+    assert conn.log == [
+        ("websocket", "connecting", {"path": "/chat/%C3%A9", "client": CLIENT})
+    ]
+
+
+def test_accept_answers_101_with_subprotocol_and_headers():
+    conn = ws_connect()
+    conn.handshake(extra=b"Sec-WebSocket-Protocol: chat, superchat\r\n")
+    conn.accept(subprotocol="superchat", headers=[(b"X-Extra", b"1")])
+    lines = conn.head.split(b"\r\n")
+    assert lines[0] == b"HTTP/1.1 101 Switching Protocols"
+    assert b"Sec-WebSocket-Accept: " + ACCEPT_KEY in lines
+    assert b"Sec-WebSocket-Protocol: superchat" in lines
+    assert b"x-extra: 1" in lines
+    assert [action for _, action, _ in conn.log] == ["connecting", "connected"]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"subprotocol": "other"},
+        {"headers": [(b"sec-websocket-accept", b"x")]},
+        {"headers": [(b"x-bad", b"a\r\nb")]},
+        {"headers": [("x-str", b"1")]},
+    ],
+    ids=["subprotocol-not-offered", "reserved", "crlf", "str-name"],
+)
+def test_invalid_accept_is_refused_with_500(event):
+    conn = ws_connect()
+    conn.handshake(extra=b"Sec-WebSocket-Protocol: chat\r\n")
+    with pytest.raises(ASGIProtocolError):
+        conn.instance.send({"type": "websocket.accept", **event})
+    assert one_response(conn.output()).status == 500
+
+
+def test_close_before_accept_is_a_403():
+    conn = ws_connect()
+    conn.handshake()
+    conn.instance.send({"type": "websocket.close"})
+    response = one_response(conn.output())
+    assert response.status == 403
+    assert response.header(b"connection") == b"close"
+    # (The string transport closes as soon as it is asked to.)
+    assert [a for _, a, _ in conn.log] == ["connecting", "rejected", "disconnected"]
+    assert conn.instance.events[-1] == {
+        "type": "websocket.disconnect",
+        "code": 1006,
+        "reason": "",
+    }
+    # Events after the refusal are dropped, not errors.
+    assert conn.instance.sink.handle_reply({"type": "websocket.close"}) is False
+
+
+def test_denial_response_extension():
+    conn = ws_connect()
+    conn.handshake()
+    conn.instance.send(
+        {
+            "type": "websocket.http.response.start",
+            "status": 401,
+            "headers": [(b"x-why", b"nope")],
+        }
+    )
+    assert conn.output() == b""  # head held until the first body event
+    conn.instance.send(
+        {"type": "websocket.http.response.body", "body": b"go ", "more_body": True}
+    )
+    conn.instance.send({"type": "websocket.http.response.body", "body": b"away"})
+    response = one_response(conn.output())
+    assert response.status == 401
+    assert response.header(b"x-why") == b"nope"
+    assert response.body == b"go away"
+    assert not conn.open or conn.transport.disconnecting
+
+
+def test_send_before_accept_is_an_error():
+    conn = ws_connect()
+    conn.handshake()
+    with pytest.raises(ASGIProtocolError):
+        conn.instance.send({"type": "websocket.send", "text": "early"})
+    assert one_response(conn.output()).status == 500
+
+
+@pytest.mark.parametrize("exc", [None, RuntimeError("boom")], ids=["return", "raise"])
+def test_application_ending_before_accept_is_a_500(exc):
+    conn = ws_connect()
+    conn.handshake()
+    conn.instance.finish(exc)
+    assert one_response(conn.output()).status == 500
+
+
+def test_malformed_handshake_is_refused_before_the_application_starts():
+    conn = ws_connect()
+    conn.send(upgrade_request().replace(b"Sec-WebSocket-Version: 13", b"X: 1"))
+    assert one_response(conn.output()).status == 400
+    assert conn.host.instances == []
+
+
+@pytest.mark.parametrize("byte", [b"\x0b", b"\x0c", b"\x1c", b"\x1d", b"\x1e", b"\x85"])
+def test_header_values_that_split_lines_are_refused_before_upgrade(byte):
+    conn = ws_connect()
+    conn.handshake(extra=b"X-Smuggle: a" + byte + b"Sec-WebSocket-Protocol: x\r\n")
+    assert one_response(conn.output()).status == 400
+    assert conn.host.instances == []
+
+
+def test_upgrade_pipelined_behind_an_unanswered_request_is_refused():
+    conn = ws_connect()
+    conn.send(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n" + upgrade_request())
+    first = conn.instance
+    first.respond(b"one")
+    responses = parse_responses(conn.output())
+    assert [r.status for r in responses] == [200, 400]
+    assert len(conn.host.instances) == 1
+
+
+def test_data_sent_with_the_handshake_is_delivered_after_accept():
+    conn = ws_connect()
+    conn.handshake(rest=frame(Opcode.TEXT, b"eager"))
+    assert conn.instance.events == [{"type": "websocket.connect"}]
+    conn.accept()
+    assert conn.received() == [{"type": "websocket.receive", "text": "eager"}]
+
+
+# -- messages ------------------------------------------------------------------
+
+
+def test_messages_both_ways_including_empty_ones():
+    conn = opened()
+    conn.send(frame(Opcode.TEXT, "é".encode()) + frame(Opcode.BINARY, b""))
+    conn.send(frame(Opcode.TEXT, b""))
+    assert conn.received() == [
+        {"type": "websocket.receive", "text": "é"},
+        {"type": "websocket.receive", "bytes": b""},
+        {"type": "websocket.receive", "text": ""},
+    ]
+    conn.instance.send({"type": "websocket.send", "text": ""})
+    conn.instance.send({"type": "websocket.send", "bytes": b"\x00\xff"})
+    conn.instance.send({"type": "websocket.send", "text": "ok"})
+    sent = [(f.opcode, f.data) for f in conn.frames()]
+    assert sent == [
+        (Opcode.TEXT, b""),
+        (Opcode.BINARY, b"\x00\xff"),
+        (Opcode.TEXT, b"ok"),
+    ]
+
+
+def test_outgoing_messages_are_not_limited_by_the_incoming_limit():
+    conn = opened(websocket_max_message_size=10, websocket_max_frame_size=10)
+    conn.instance.send({"type": "websocket.send", "bytes": b"x" * 100})
+    assert [f.data for f in conn.frames()] == [b"x" * 100]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {},
+        {"text": "a", "bytes": b"b"},
+        {"text": b"bytes"},
+        {"bytes": "text"},
+    ],
+    ids=["neither", "both", "text-bytes", "bytes-str"],
+)
+def test_invalid_send_closes_with_1011(event):
+    conn = opened()
+    with pytest.raises(ASGIProtocolError):
+        conn.instance.send({"type": "websocket.send", **event})
+    (close,) = conn.frames()
+    assert Close.parse(close.data).code == 1011
+
+
+def test_close_with_code_and_reason():
+    conn = opened()
+    conn.instance.send({"type": "websocket.close", "code": 4001, "reason": "bye"})
+    (close,) = conn.frames()
+    assert Close.parse(close.data) == Close(4001, "bye")
+    # Later sends are dropped: the socket is closing.
+    assert (
+        conn.instance.sink.handle_reply({"type": "websocket.send", "text": "x"})
+        is False
+    )
+    assert conn.frames() == []
+
+
+@pytest.mark.parametrize("code", [1004, 1005, 1006, 1015, 999, 5000, "1000", True])
+def test_close_codes_that_may_not_be_sent_are_errors(code):
+    conn = opened()
+    with pytest.raises(ASGIProtocolError):
+        conn.instance.send({"type": "websocket.close", "code": code})
+    (close,) = conn.frames()
+    assert Close.parse(close.data).code == 1011
+
+
+def test_client_close_code_reaches_the_application_exactly_once():
+    conn = opened()
+    conn.send(close_frame(4321, "done"))
+    (reply,) = conn.frames()
+    assert Close.parse(reply.data).code == 4321  # echoed
+    conn.transport.loseConnection()
+    disconnects = [e for e in conn.received() if e["type"] == "websocket.disconnect"]
+    assert disconnects == [
+        {"type": "websocket.disconnect", "code": 4321, "reason": "done"}
+    ]
+    assert conn.instance.calls.count("disconnected") == 1
+    assert [a for _, a, _ in conn.log] == ["connecting", "connected", "disconnected"]
+
+
+def test_abrupt_end_is_code_1006():
+    conn = opened()
+    conn.transport.loseConnection()
+    assert conn.received()[-1] == {
+        "type": "websocket.disconnect",
+        "code": 1006,
+        "reason": "",
+    }
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [(None, 1000), (RuntimeError("boom"), 1011)],
+    ids=["return", "raise"],
+)
+def test_application_ending_closes_the_socket(exc, code):
+    conn = opened()
+    conn.instance.finish(exc)
+    (close,) = conn.frames()
+    assert Close.parse(close.data).code == code
+
+
+def test_oversize_message_is_closed_with_1009():
+    conn = opened(websocket_max_message_size=10)
+    conn.send(frame(Opcode.TEXT, b"12345", fin=False) + frame(Opcode.CONT, b"678901"))
+    (close,) = conn.frames()
+    assert Close.parse(close.data).code == 1009
+    assert conn.received() == []
+
+
+def test_oversize_frame_is_closed_with_1009_before_its_payload_arrives():
+    conn = opened(websocket_max_frame_size=10)
+    conn.send(frame(Opcode.BINARY, b"x" * 1000)[:20])
+    (close,) = conn.frames()
+    assert Close.parse(close.data).code == 1009
+
+
+def test_invalid_utf8_is_closed_with_1007():
+    conn = opened()
+    conn.send(frame(Opcode.TEXT, b"\xff\xfe"))
+    (close,) = conn.frames()
+    assert Close.parse(close.data).code == 1007
+    assert [e["type"] for e in conn.received()] == ["websocket.disconnect"]
+
+
+# -- flow control ----------------------------------------------------------------
+
+
+def test_reading_pauses_between_frames_when_the_application_falls_behind():
+    conn = opened()
+    conn.host.instances[-1].put_result = False  # queue full after each message
+    burst = b"".join(frame(Opcode.TEXT, b"%d" % i) for i in range(5))
+    conn.send(burst)
+    assert conn.transport.producerState == "paused"
+    assert [e["text"] for e in conn.received()] == ["0"]
+    sink = conn.instance.sink
+    for expected in range(1, 5):
+        sink.resume_reading()
+        assert conn.received()[-1]["text"] == str(expected)
+    conn.instance.put_result = True
+    sink.resume_reading()
+    assert conn.transport.producerState == "producing"
+    assert len(conn.received()) == 5
+
+
+def test_send_waits_while_the_transport_is_full():
+    conn = opened()
+    conn.protocol.pauseProducing()
+    conn.protocol.resumeProducing()
+    assert conn.instance.calls == ["pause", "resume"]
+
+
+# -- timers --------------------------------------------------------------------
+
+
+def test_connect_timeout_refuses_with_403_on_time():
+    conn = ws_connect(websocket_connect_timeout=20)
+    conn.handshake()
+    conn.advance(19.9)
+    assert conn.output() == b""
+    conn.advance(0.1)
+    assert one_response(conn.output()).status == 403
+
+
+def test_no_connect_timeout_means_never():
+    conn = ws_connect(websocket_connect_timeout=-1)
+    conn.handshake()
+    conn.advance(10**6)
+    assert conn.output() == b""
+    conn.accept()
+
+
+def test_lifetime_limit_closes_with_1000_on_time():
+    conn = opened(websocket_timeout=5, ping_interval=0)
+    conn.advance(4.9)
+    assert conn.frames() == []
+    conn.advance(0.1)
+    (close,) = conn.frames()
+    assert Close.parse(close.data).code == 1000
+
+
+def test_ping_after_idle_interval_then_drop_without_answer():
+    conn = ws_connect(ping_interval=3, ping_timeout=2, transport=UnreadTransport())
+    conn.handshake()
+    conn.accept()
+    conn.advance(2.0)
+    conn.send(frame(Opcode.TEXT, b"activity"))  # idle clock restarts
+    conn.advance(2.9)
+    assert conn.frames() == []
+    conn.advance(0.1)
+    assert [f.opcode for f in conn.frames()] == [Opcode.PING]
+    conn.advance(1.9)
+    assert not conn.transport.aborted
+    conn.advance(0.1)
+    assert conn.transport.aborted
+    assert conn.received()[-1] == {
+        "type": "websocket.disconnect",
+        "code": 1006,
+        "reason": "",
+    }
+
+
+def test_pong_answers_the_ping_and_the_next_comes_after_the_interval():
+    conn = opened(ping_interval=3, ping_timeout=2)
+    conn.advance(3)
+    (ping,) = conn.frames()
+    conn.advance(1)
+    conn.send(frame(Opcode.PONG, ping.data))
+    conn.advance(2.9)
+    assert conn.frames() == []
+    assert conn.open
+    conn.advance(0.1)
+    assert [f.opcode for f in conn.frames()] == [Opcode.PING]
+
+
+def test_timers_are_independent():
+    """The ping timer dropping nothing, the lifetime timer still fires on time."""
+    conn = opened(ping_interval=1, ping_timeout=0.5, websocket_timeout=3.5)
+    for _ in range(3):
+        conn.advance(1)
+        (ping,) = conn.frames()
+        conn.send(frame(Opcode.PONG, ping.data))
+    conn.advance(0.5)
+    (close,) = conn.frames()
+    assert Close.parse(close.data).code == 1000
+
+
+def test_no_pings_while_the_server_is_not_reading():
+    conn = opened(ping_interval=1, ping_timeout=1)
+    conn.instance.put_result = False
+    conn.send(frame(Opcode.TEXT, b"fills the queue"))
+    conn.advance(5)
+    assert conn.frames() == []
+    assert conn.open
+
+
+# -- shutdown ------------------------------------------------------------------
+
+
+def test_shutdown_closes_open_sockets_with_1001():
+    conn = opened()
+    conn.protocol.shutdown()
+    (close,) = conn.frames()
+    assert Close.parse(close.data).code == 1001
+
+
+def test_shutdown_refuses_a_held_handshake_with_503():
+    conn = ws_connect()
+    conn.handshake()
+    conn.protocol.shutdown()
+    assert one_response(conn.output()).status == 503
