@@ -28,6 +28,7 @@ COLOURS = {
     "uvicorn-httptools": "#17375e",
     "hypercorn": "#c27c0e",
     "raw-twisted": "#b3b3b3",
+    "autobahn": "#d9d9d9",
 }
 
 

@@ -159,6 +159,9 @@ def markdown(result: dict) -> str:
                 marks = f" [{len(notes)}]"
             row = [label + marks] + [cell(entry, m) for m in metrics]
             lines.append("| " + " | ".join(row) + " |")
+        headroom = headroom_line(section, servers, workload)
+        if headroom:
+            lines += ["", headroom]
     if notes:
         lines += ["", "Notes:", ""]
         lines += [f"{i}. {text}" for i, text in enumerate(notes, 1)]
@@ -168,6 +171,29 @@ def markdown(result: dict) -> str:
         extra = f": {spec['note']}" if spec.get("note") else ""
         lines.append(f"- {spec['label']} (`{skey}`{version}){extra}")
     return "\n".join(lines) + "\n"
+
+
+#: Servers that show the ceiling of daphne's stack: Twisted alone (HTTP) and
+#: autobahn's own echo server (WebSocket), on daphne's reactor and loop.
+LIMITS = ("raw-twisted", "autobahn")
+
+
+def headroom_line(section: dict, servers: dict, workload: dict) -> str:
+    """"daphne reaches N% of <limit>" for the section's headline metric."""
+    key = workload.get("headline")
+    ours = section.get("daphne")
+    if not key or not ours or ours["status"] != OK:
+        return ""
+    parts = []
+    for limit in LIMITS:
+        entry = section.get(limit)
+        if not entry or entry["status"] != OK:
+            continue
+        mine, theirs = ours["median"].get(key), entry["median"].get(key)
+        if mine and theirs:
+            label = servers.get(limit, {}).get("label", limit)
+            parts.append(f"{mine / theirs:.0%} of {label}")
+    return f"daphne reaches {', '.join(parts)}." if parts else ""
 
 
 def note_for(title: str, label: str, entry: dict) -> str:

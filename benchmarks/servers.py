@@ -162,6 +162,15 @@ SERVERS: tuple[ServerSpec, ...] = (
         features={"websocket": NO, "channel_layer": NO},
         note="canned response per request head, daphne's reactor and loop",
     ),
+    ServerSpec(
+        key="autobahn",
+        label="autobahn echo (WebSocket limit)",
+        venv="main",
+        distribution="autobahn",
+        argv=("{bin}/python", "autobahn_echo.py", "--port", "{port}"),
+        features={"http": NO, "websocket": YES, "channel_layer": NO},
+        note="autobahn's own echo protocol, daphne's reactor and loop",
+    ),
 )
 
 SERVERS_BY_KEY = {spec.key: spec for spec in SERVERS}

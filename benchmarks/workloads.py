@@ -118,7 +118,7 @@ def tail(text: str, lines: int = 4) -> str:
 
 
 class HttpWrk(Workload):
-    feature = None
+    feature = "http"
     headline = "rps"
     metrics = (
         Metric("rps", "req/s", "rate"),
