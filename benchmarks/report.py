@@ -182,8 +182,9 @@ def headroom_line(section: dict, servers: dict, workload: dict) -> str:
     """"daphne reaches N% of <limit>" for the section's headline metric."""
     key = workload.get("headline")
     ours = section.get("daphne")
-    if not key or not ours or ours["status"] != OK:
-        return ""
+    better = {m["key"]: m["better"] for m in workload["metrics"]}.get(key)
+    if better != "higher" or not ours or ours["status"] != OK:
+        return ""  # (a share of a limit means something for throughput only)
     parts = []
     for limit in LIMITS:
         entry = section.get(limit)

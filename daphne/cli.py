@@ -228,15 +228,16 @@ class CommandLineInterface:
             type=_seconds,
             metavar="SECONDS",
             default=defaults.ping_interval,
-            help="send a ping after this many idle seconds (default: %(default)s)",
+            help="ping a WebSocket after this many seconds without traffic from "
+            "the client; 0 for never (default: %(default)s)",
         )
         ws.add_argument(
             "--ping-timeout",
             type=_seconds,
             metavar="SECONDS",
             default=defaults.ping_timeout,
-            help="drop a WebSocket that does not answer a ping within this many "
-            "seconds (default: %(default)s)",
+            help="drop a WebSocket that sends nothing within this many seconds "
+            "of a ping (default: %(default)s)",
         )
 
         app = parser.add_argument_group("application")

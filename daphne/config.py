@@ -51,12 +51,18 @@ class Config:
     server_name: str | None = "daphne"
 
     # -- WebSocket -------------------------------------------------------
+    #: An open WebSocket is closed (1000) after this long.
     websocket_timeout: float | None = 86400.0
+    #: A handshake the application has not accepted after this long gets 403.
     websocket_connect_timeout: float | None = 20.0
-    websocket_handshake_timeout: float = 5.0
+    #: Largest incoming message and frame in bytes (0: no limit); larger
+    #: ones close the socket with 1009.
     websocket_max_message_size: int = MiB
     websocket_max_frame_size: int = MiB
+    #: A ping goes out after this many seconds without traffic from the
+    #: client (0: never) ...
     ping_interval: float = 20.0
+    #: ... and a client that sends nothing within this long after it is dropped.
     ping_timeout: float = 30.0
 
     # -- Application -----------------------------------------------------
@@ -100,7 +106,6 @@ class Config:
             "request_body_timeout",
             "close_timeout",
             "max_pipelined_requests",
-            "websocket_handshake_timeout",
             "ping_timeout",
             "max_request_head_size",
             "max_request_headers",

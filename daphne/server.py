@@ -31,7 +31,6 @@ CONFIG_KWARGS = frozenset(
         "http_timeout",
         "websocket_timeout",
         "websocket_connect_timeout",
-        "websocket_handshake_timeout",
         "websocket_max_message_size",
         "websocket_max_frame_size",
         "ping_interval",
@@ -103,8 +102,14 @@ class Server:
         config: Config | None = None,
         reactor: Any = None,
         request_buffer_size: int | None = None,
+        websocket_handshake_timeout: float | None = None,
         **options: Any,
     ) -> None:
+        # Daphne 4 arguments with no counterpart here, accepted so that old
+        # calls keep working: requests are read in whatever pieces arrive, and
+        # the WebSocket handshake is timed by request_head_timeout (the
+        # client's part) and websocket_connect_timeout (the application's).
+        del request_buffer_size, websocket_handshake_timeout
         unknown = set(options) - CONFIG_KWARGS
         if unknown:
             raise TypeError(f"Unknown Server options: {', '.join(sorted(unknown))}")

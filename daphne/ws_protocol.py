@@ -236,8 +236,24 @@ class WebSocketProtocol(WebSocketServerProtocol):
         else:
             super().consumeData()
 
+    # Autobahn's hot path formats debug-log arguments, counts traffic
+    # statistics and fires observers on every read, write and message; daphne
+    # uses none of that. These overrides keep its behaviour without the cost
+    # (about a tenth of an echo round trip).
+
     def dataReceived(self, data: bytes) -> None:
-        self._dataReceived(data)  # (skips autobahn's per-read debug logging)
+        self._dataReceived(data)
+
+    def onMessageEnd(self) -> None:
+        if not self.failedByMe:
+            self.onMessage(b"".join(self.message_data), self.message_is_binary)
+        self.message_data = None
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize=None) -> None:
+        if sync or chopsize or self.send_queue:
+            super().sendData(data, sync, chopsize)
+        else:
+            self.transport.write(data)
 
     def _onOpen(self) -> None:
         self.onOpen()  # (skips the TLS channel-id lookup daphne does not use)
