@@ -19,7 +19,6 @@ import enum
 import html
 import logging
 import time
-from collections import deque
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any, NoReturn
@@ -43,7 +42,7 @@ from .utils import (
     is_valid_host,
     parse_x_forwarded_for,
 )
-from .ws_protocol import WebSocketFactory, WebSocketProtocol
+from .ws_protocol import WebSocketFactory, WebSocketProtocol  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -375,7 +374,9 @@ class HTTP11Protocol(protocol.Protocol):
         self.request: HTTPRequest | None = None
         #: The request whose body is being parsed (may be pipelined).
         self.parsing: HTTPRequest | None = None
-        self.pipeline: deque[HTTPRequest] = deque()
+        #: Requests parsed ahead of ``request`` (a short list: at most
+        #: max_pipelined_requests, and empty lists are small).
+        self.pipeline: list[HTTPRequest] = []
         #: Requests whose application is still running.
         self.running: set[HTTPRequest] = set()
         self.disconnected = False
@@ -807,7 +808,8 @@ class HTTP11Protocol(protocol.Protocol):
         # headers parsed above, whose values are free of line breaks.
         head.extend(b"%s: %s\r\n" % header for header in self.req_headers)
         head.append(b"\r\n")
-        self.websocket = WebSocketProtocol(self, scope)
+        self.parser = None  # (about 1 KiB per open WebSocket)
+        self.websocket = self.factory.websocket_factory.protocol(self, scope)
         self.websocket.start(b"".join(head), rest)
 
     def websocket_refusal(self, scope: dict) -> HTTPRequest:
@@ -1032,7 +1034,7 @@ class HTTP11Protocol(protocol.Protocol):
             self.close()
             return
         if self.pipeline:
-            self.begin(self.pipeline.popleft())
+            self.begin(self.pipeline.pop(0))
             if not self.pipeline:
                 self.resume_reading("pipeline")
             return
