@@ -1545,8 +1545,7 @@ def test_any_event_sequence_yields_one_wellformed_response_or_close(
 def test_upgrade_request_without_body_is_answered_as_plain_http():
     conn = connect()
     conn.send(
-        b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\n"
-        b"Upgrade: h2c\r\n\r\n"
+        b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
     )
     conn.instance.respond(b"no upgrade here", status=426)
     assert one_response(conn.output()).status == 426
