@@ -133,6 +133,8 @@ class WebSocketProtocol(WebSocketServerProtocol):
         #: Client bytes that arrived while the handshake was held.
         self.early = b""
         self.read_paused = False
+        #: The application was started (onConnect), so its end is logged.
+        self.connecting = False
         self.disconnect_sent = False
         self.connect_call: Any = None
         self.lifetime_call: Any = None
@@ -153,7 +155,13 @@ class WebSocketProtocol(WebSocketServerProtocol):
         self._dataReceived(head)  # autobahn validates, then calls onConnect
 
     def data_received(self, data: bytes) -> None:
-        if self.phase is Phase.HANDSHAKE:
+        phase = self.phase
+        if phase is Phase.OPEN or phase is Phase.CLOSING:
+            self.last_seen = self.reactor.seconds()
+            if self.ping_sent is not None:
+                self.answered_ping()
+            self._dataReceived(data)
+        elif phase is Phase.HANDSHAKE:
             # A client must wait for the 101; keep (a little of) what it sends.
             self.early += data
             if len(self.early) > MAX_EARLY_DATA:
@@ -162,11 +170,8 @@ class WebSocketProtocol(WebSocketServerProtocol):
                     self.scope["client"],
                 )
                 self.transport.abortConnection()
-            return
-        self.last_seen = self.reactor.seconds()
-        if self.ping_sent is not None:
-            self.answered_ping()
-        self._dataReceived(data)
+        # Refused or closed: the connection is closing, and nothing the client
+        # sends may reach autobahn's handshake parser again.
 
     def connection_lost(self, reason: Failure) -> None:
         self.connectionLost(reason)
@@ -180,6 +185,7 @@ class WebSocketProtocol(WebSocketServerProtocol):
     def onConnect(self, request: Any) -> defer.Deferred:
         """The handshake is valid: start the application and hold the answer."""
         conn = self.conn
+        self.connecting = True
         self.answer = defer.Deferred()
         self.instance = conn.factory.host.start(self.scope, self)
         self.instance.put({"type": "websocket.connect"})
@@ -210,31 +216,35 @@ class WebSocketProtocol(WebSocketServerProtocol):
             self._dataReceived(early)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        if self.phase is not Phase.OPEN and self.phase is not Phase.CLOSING:
-            return
+        instance = self.instance
+        if instance is None:
+            return  # the application has ended; the socket is closing
         if isBinary:
             event = {"type": "websocket.receive", "bytes": payload}
         else:
             event = {"type": "websocket.receive", "text": payload.decode("utf-8")}
-        if not self.instance.put(event):
+        if not instance.put(event):
             self.read_paused = True
             self.conn.pause_reading("app")
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self.phase = Phase.CLOSED
         self.cancel_timers()
-        if self.instance is None or self.disconnect_sent:
-            return
+        if not self.connecting or self.disconnect_sent:
+            return  # (refused by autobahn before the application heard of it)
         self.disconnect_sent = True
+        self.log_access("disconnected")
+        instance = self.instance
+        if instance is None:
+            return  # the application has ended already
         if not wasClean:
             code, reason = 1006, None  # (autobahn's reason describes its state)
         elif code is None:
             code = 1005  # a close frame without a status code
-        self.log_access("disconnected")
-        self.instance.put(
+        instance.put(
             {"type": "websocket.disconnect", "code": code, "reason": reason or ""}
         )
-        self.instance.disconnected()
+        instance.disconnected()
 
     def consumeData(self) -> None:
         # Autobahn would unframe everything buffered at once; stop between

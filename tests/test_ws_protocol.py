@@ -498,3 +498,29 @@ def test_shutdown_refuses_a_held_handshake_with_503():
     conn.handshake()
     conn.protocol.shutdown()
     assert one_response(conn.output()).status == 503
+
+
+def test_client_bytes_after_a_refusal_never_reach_the_handshake_parser():
+    conn = ws_connect()
+    conn.handshake()
+    conn.instance.send(
+        {"type": "websocket.http.response.start", "status": 401, "headers": []}
+    )
+    conn.instance.send(
+        {"type": "websocket.http.response.body", "body": b"x", "more_body": True}
+    )
+    conn.send(upgrade_request(b"/again"))  # while the denial streams
+    assert len(conn.host.instances) == 1
+    conn.instance.send({"type": "websocket.http.response.body", "body": b"y"})
+    assert one_response(conn.output()).body == b"xy"
+
+
+def test_messages_after_the_application_ended_are_dropped_and_the_end_logged():
+    conn = opened()
+    conn.instance.finish(None)  # closes with 1000
+    events = len(conn.instance.events)
+    conn.send(frame(Opcode.TEXT, b"late"))
+    assert len(conn.instance.events) == events
+    conn.send(close_frame(1000))
+    conn.transport.loseConnection()
+    assert [a for _, a, _ in conn.log] == ["connecting", "connected", "disconnected"]
