@@ -64,6 +64,7 @@ setup(
             "django",
             "ruff",
             "websockets",
+            "channels>=4,<5",
         ],
     },
     entry_points={

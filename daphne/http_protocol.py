@@ -346,6 +346,11 @@ class HTTPRequest:
     # -- helpers -------------------------------------------------------------
 
     @property
+    def finished(self) -> bool:
+        """Whether the exchange is over (answered, or ended badly)."""
+        return self.state in (ResponseState.DONE, ResponseState.FAILED)
+
+    @property
     def log_target(self) -> str:
         """The request target as sent, for log lines."""
         query = self.scope["query_string"]
@@ -639,7 +644,8 @@ class HTTP11Protocol(protocol.Protocol):
         elif name == b"expect":
             self.expect = value.lower() == b"100-continue"
         elif name == b"upgrade":
-            self.upgrade_websocket = any(
+            # (Several Upgrade lines are one list, as autobahn reads them.)
+            self.upgrade_websocket = self.upgrade_websocket or any(
                 token.strip().lower() == b"websocket" for token in value.split(b",")
             )
         elif name == b"daphne-root-path":
@@ -759,12 +765,14 @@ class HTTP11Protocol(protocol.Protocol):
                 "headers": headers,
                 "client": client,
                 "server": self.server,
+                # Split and stripped as autobahn does, so that whatever the
+                # application picks from this list, autobahn accepts.
                 "subprotocols": [
-                    token
+                    token.strip()
                     for name, value in headers
                     if name == b"sec-websocket-protocol"
-                    for token in value.decode("latin-1").replace(" ", "").split(",")
-                    if token
+                    for token in value.decode("latin-1").split(",")
+                    if token.strip()
                 ],
                 "extensions": {"websocket.http.response": {}},
             }
@@ -805,8 +813,13 @@ class HTTP11Protocol(protocol.Protocol):
             % (self.parser.get_method(), self.url, scope["http_version"].encode())
         ]
         # Autobahn validates the handshake from these lines: exactly the
-        # headers parsed above, whose values are free of line breaks.
-        head.extend(b"%s: %s\r\n" % header for header in self.req_headers)
+        # headers parsed above, whose values are free of line breaks. No
+        # extension is negotiated, so offers are not even parsed.
+        head.extend(
+            b"%s: %s\r\n" % header
+            for header in self.req_headers
+            if header[0] != b"sec-websocket-extensions"
+        )
         head.append(b"\r\n")
         self.parser = None  # (about 1 KiB per open WebSocket)
         self.websocket = self.factory.websocket_factory.protocol(self, scope)

@@ -31,7 +31,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from .config import Config
-from .hosts import ASGIProtocolError, Event, Instance
+from .hosts import ASGIProtocolError, ClientDisconnected, Event, Instance
 from .utils import is_valid_header_name, is_valid_header_value
 
 if TYPE_CHECKING:
@@ -42,6 +42,23 @@ logger = logging.getLogger(__name__)
 #: Close codes an endpoint may send (RFC 6455 section 7.4 and the IANA
 #: registry): 1004-1006 and 1015 are reserved for reporting, never sent.
 SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, *range(1007, 1015)})
+
+#: Application events on a WebSocket scope.
+WEBSOCKET_EVENTS = frozenset(
+    {
+        "websocket.accept",
+        "websocket.send",
+        "websocket.close",
+        "websocket.http.response.start",
+        "websocket.http.response.body",
+    }
+)
+
+#: The denial extension's events, and the HTTP events that answer them.
+DENIAL_EVENTS = {
+    "websocket.http.response.start": "http.response.start",
+    "websocket.http.response.body": "http.response.body",
+}
 
 #: Bytes a client may send before the handshake completes (it should send none).
 MAX_EARLY_DATA = 64 * 1024
@@ -95,17 +112,22 @@ class WebSocketFactory(WebSocketServerFactory):
             # (1009, 1007, ...) instead of a silent TCP drop.
             failByDrop=False,
             echoCloseCodeReason=True,
+            # daphne's own timers replace autobahn's (which run on a batched
+            # timer that rounds deadlines to whole seconds).
             openHandshakeTimeout=0,
+            closeHandshakeTimeout=0,
             autoPingInterval=0,
             webStatus=False,
         )
         # Autobahn copies each option onto every connection unless its class
         # already has it: a subclass carrying them saves ~1 KiB per socket.
-        self.protocol = type(
-            "WebSocketProtocol",
-            (WebSocketProtocol,),
-            {name: getattr(self, name) for name in WebSocketProtocol.CONFIG_ATTRS},
-        )
+        # (Function options such as perMessageCompressionAccept must not
+        # become methods of that class.)
+        options = {}
+        for name in WebSocketProtocol.CONFIG_ATTRS:
+            value = getattr(self, name)
+            options[name] = staticmethod(value) if callable(value) else value
+        self.protocol = type("WebSocketProtocol", (WebSocketProtocol,), options)
 
 
 class WebSocketProtocol(WebSocketServerProtocol):
@@ -139,6 +161,8 @@ class WebSocketProtocol(WebSocketServerProtocol):
         self.connect_call: Any = None
         self.lifetime_call: Any = None
         self.ping_call: Any = None
+        #: Aborts a close handshake the client does not answer.
+        self.close_call: Any = None
         self.last_seen = 0.0
         #: When the unanswered ping went out, or None.
         self.ping_sent: float | None = None
@@ -177,8 +201,11 @@ class WebSocketProtocol(WebSocketServerProtocol):
         self.connectionLost(reason)
         self.phase = Phase.CLOSED
         self.cancel_timers()
-        if self.connect_call is not None and self.connect_call.active():
-            self.connect_call.cancel()
+        self.stop_connect_timer()
+        if self.close_call is not None:
+            if self.close_call.active():
+                self.close_call.cancel()
+            self.close_call = None
 
     # -- autobahn callbacks ----------------------------------------------------
 
@@ -239,6 +266,10 @@ class WebSocketProtocol(WebSocketServerProtocol):
             return  # the application has ended already
         if not wasClean:
             code, reason = 1006, None  # (autobahn's reason describes its state)
+        elif self.failedByMe and self.localCloseCode:
+            # The client broke the protocol (e.g. a reserved close code); what
+            # autobahn records as its code is not what happened.
+            code, reason = self.localCloseCode, None
         elif code is None:
             code = 1005  # a close frame without a status code
         instance.put(
@@ -277,6 +308,26 @@ class WebSocketProtocol(WebSocketServerProtocol):
 
     def _onOpen(self) -> None:
         self.onOpen()  # (skips the TLS channel-id lookup daphne does not use)
+
+    def sendCloseFrame(
+        self, code: int | None = None, reasonUtf8: bytes | None = None, isReply=False
+    ) -> None:
+        # Every close frame goes out here, daphne's and autobahn's own (1009,
+        # 1007, replies): from now on nothing but the close handshake is sent.
+        if self.phase is Phase.OPEN:
+            self.phase = Phase.CLOSING
+            self.cancel_timers()
+        super().sendCloseFrame(code, reasonUtf8, isReply)
+        if not isReply and self.close_call is None and self.state == _CLOSING:
+            self.close_call = self.reactor.callLater(
+                self.config.close_timeout, self.close_timed_out
+            )
+
+    def close_timed_out(self) -> None:
+        self.close_call = None
+        if self.state != _CLOSED:
+            logger.info("WebSocket %s did not answer its close", self.log_path)
+            self.dropConnection(abort=True)
 
     def _closeConnection(self, abort: bool = False) -> None:
         if abort:
@@ -319,21 +370,26 @@ class WebSocketProtocol(WebSocketServerProtocol):
             elif kind == "websocket.close":
                 self.refuse(403)
             elif kind == "websocket.http.response.start":
+                # (The connect timer keeps running until the response is
+                # complete: a denial that stalls is cut off too.)
                 self.phase = Phase.REFUSED
                 self.refusal = self.conn.websocket_refusal(self.scope)
                 self.refusal.handle_reply({**event, "type": "http.response.start"})
             else:
                 self.fail(f"Unexpected ASGI event {kind!r} before the handshake")
-        elif (
-            phase is Phase.REFUSED
-            and kind == "websocket.http.response.body"
-            and self.refusal is not None
-        ):
-            return self.refusal.handle_reply({**event, "type": "http.response.body"})
-        elif phase is Phase.REFUSED or phase is Phase.CLOSING or phase is Phase.CLOSED:
-            if kind.startswith("websocket."):
-                return False  # the socket is over: late events are dropped
+        elif phase is Phase.REFUSED:
+            if kind in DENIAL_EVENTS:
+                return self.refusal.handle_reply({**event, "type": DENIAL_EVENTS[kind]})
+            if kind not in WEBSOCKET_EVENTS:
+                self.fail(f"Unexpected ASGI event {kind!r} on a WebSocket")
+            return False  # the handshake was refused: late events are dropped
+        elif kind not in WEBSOCKET_EVENTS:
             self.fail(f"Unexpected ASGI event {kind!r} on a WebSocket")
+        elif phase is Phase.CLOSED:
+            # ASGI 2.4: sending on a closed connection raises an OSError.
+            raise ClientDisconnected(f"WebSocket {self.log_path} is closed")
+        else:
+            return False  # closing: only the close handshake goes out now
         return True
 
     def accept(self, event: Event) -> None:
@@ -357,7 +413,18 @@ class WebSocketProtocol(WebSocketServerProtocol):
             self.fail("Accept headers must be an iterable of [name, value] pairs")
         self.stop_connect_timer()
         answer, self.answer = self.answer, None
+        answer.addErrback(self.accept_failed)  # (runs after autobahn's callback)
         answer.callback((subprotocol, headers))  # autobahn sends the 101
+
+    def accept_failed(self, failure: Failure) -> None:
+        """Autobahn could not complete an accepted handshake."""
+        logger.error(
+            "Could not complete the WebSocket handshake for %s",
+            self.log_path,
+            exc_info=failure.value,
+        )
+        if self.phase is Phase.HANDSHAKE:
+            self.refuse(500)
 
     def refuse(self, status: int) -> None:
         """Answer the held handshake with an error page."""
@@ -400,8 +467,6 @@ class WebSocketProtocol(WebSocketServerProtocol):
         the client answers, or after its close timeout)."""
         if self.phase is not Phase.OPEN:
             return
-        self.phase = Phase.CLOSING
-        self.cancel_timers()
         reason_bytes = encode_truncate(reason, 123) if reason else None
         self.sendCloseFrame(code=code, reasonUtf8=reason_bytes, isReply=False)
 
@@ -429,13 +494,18 @@ class WebSocketProtocol(WebSocketServerProtocol):
 
     def application_finished(self, exc: BaseException | None) -> None:
         self.instance = None
+        # Nobody will drain the queue now: read on, so that the close
+        # handshake can complete (messages are dropped, see onMessage).
+        self.resume_reading()
         phase = self.phase
         if phase is Phase.REFUSED:
             # Whatever is left is an HTTP response: its exchange reports it.
             if self.refusal is not None:
                 self.refusal.application_finished(exc)
             return
-        if isinstance(exc, Exception) and not isinstance(exc, ASGIProtocolError):
+        if isinstance(exc, ClientDisconnected):
+            logger.debug("Application for WebSocket %s ended: %s", self.log_path, exc)
+        elif isinstance(exc, Exception) and not isinstance(exc, ASGIProtocolError):
             logger.error(
                 "Exception inside application handling WebSocket %s",
                 self.log_path,
@@ -469,13 +539,23 @@ class WebSocketProtocol(WebSocketServerProtocol):
 
     def connect_timed_out(self) -> None:
         self.connect_call = None
+        timeout = self.config.websocket_connect_timeout
         if self.phase is Phase.HANDSHAKE:
             logger.warning(
                 "WebSocket %s not accepted within %ss; refusing it",
                 self.log_path,
-                self.config.websocket_connect_timeout,
+                timeout,
             )
             self.refuse(403)
+        elif self.phase is Phase.REFUSED and self.refusal is not None:
+            refusal = self.refusal
+            if not refusal.finished:
+                logger.warning(
+                    "Denial response for WebSocket %s not complete within %ss",
+                    self.log_path,
+                    timeout,
+                )
+                refusal.abort(403)
 
     def lifetime_expired(self) -> None:
         self.lifetime_call = None

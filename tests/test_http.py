@@ -1048,7 +1048,8 @@ def test_access_log_line(server):
         conn.send(request("GET", "/scope?x=1"))
         response = conn.read_response()
         port = conn.local_port
-    line = server.wait_for_line(rf"^127\.0\.0\.1:{port} ")
+    # (The path too: the module's server has seen earlier clients on this port.)
+    line = server.wait_for_line(rf'^127\.0\.0\.1:{port} .*"GET /scope\?x=1"')
     assert re.fullmatch(
         rf'127\.0\.0\.1:\d+ - - {LOG_DATE} "GET /scope\?x=1" 200 \d+', line
     ), line
@@ -1060,7 +1061,7 @@ def test_access_log_of_an_empty_response(server):
         conn.send(request("GET", "/status/204"))
         conn.read_response()
         port = conn.local_port
-    line = server.wait_for_line(rf"^127\.0\.0\.1:{port} ")
+    line = server.wait_for_line(rf'^127\.0\.0\.1:{port} .*"GET /status/204"')
     assert re.fullmatch(
         rf'127\.0\.0\.1:{port} - - {LOG_DATE} "GET /status/204" 204 -', line
     )
@@ -1071,7 +1072,7 @@ def test_access_log_of_an_application_error(server):
         conn.send(request("GET", "/raise"))
         response = conn.read_response()
         port = conn.local_port
-    line = server.wait_for_line(rf"^127\.0\.0\.1:{port} ")
+    line = server.wait_for_line(rf'^127\.0\.0\.1:{port} .*"GET /raise"')
     assert line.endswith(f'"GET /raise" 500 {len(response.body)}'), line
 
 

@@ -15,7 +15,7 @@ import pytest
 from websockets.frames import Close, Frame, Opcode
 from websockets.streams import StreamReader
 
-from daphne.hosts import ASGIProtocolError
+from daphne.hosts import ASGIProtocolError, ClientDisconnected
 from tests.test_http_protocol import (
     Conn,
     UnreadTransport,
@@ -169,8 +169,9 @@ def test_close_before_accept_is_a_403():
         "code": 1006,
         "reason": "",
     }
-    # Events after the refusal are dropped, not errors.
-    assert conn.instance.sink.handle_reply({"type": "websocket.close"}) is False
+    # The connection is gone: sending raises (ASGI 2.4).
+    with pytest.raises(ClientDisconnected):
+        conn.instance.sink.handle_reply({"type": "websocket.close"})
 
 
 def test_denial_response_extension():

@@ -271,7 +271,11 @@ async def ws_flood(scope, receive, send):
     await send({"type": "websocket.accept"})
     filler = b"f" * (size - 6)
     for index in range(count):
-        await send({"type": "websocket.send", "bytes": b"%06d" % index + filler})
+        try:
+            await send({"type": "websocket.send", "bytes": b"%06d" % index + filler})
+        except OSError as exc:  # the client is gone (ASGI spec 2.4)
+            report("RAISED", scope, error=type(exc).__name__)
+            break
         FLOOD_SENT[ident] = index + 1
     await finish(scope, receive)
 

@@ -25,6 +25,13 @@ class ASGIProtocolError(RuntimeError):
     """The application sent an event that is not allowed now."""
 
 
+class ClientDisconnected(OSError):
+    """Raised by ``send`` on a connection that is closed (ASGI spec 2.4).
+
+    WebSocket scopes declare spec version 2.4 and raise it; HTTP scopes
+    declare 2.3 and drop such events instead."""
+
+
 class Sink(Protocol):
     """What the host may call on the protocol side of one instance."""
 
