@@ -752,31 +752,7 @@ class HTTP11Protocol(protocol.Protocol):
                 client,
                 scheme,
             )
-        if websocket:
-            return {
-                "type": "websocket",
-                "asgi": {"version": "3.0", "spec_version": "2.4"},
-                "http_version": http_version,
-                "scheme": WEBSOCKET_SCHEMES.get(scheme, scheme),
-                "path": path,
-                "raw_path": raw_path,
-                "query_string": query,
-                "root_path": root_path,
-                "headers": headers,
-                "client": client,
-                "server": self.server,
-                # Split and stripped as autobahn does, so that whatever the
-                # application picks from this list, autobahn accepts.
-                "subprotocols": [
-                    token.strip()
-                    for name, value in headers
-                    if name == b"sec-websocket-protocol"
-                    for token in value.decode("latin-1").split(",")
-                    if token.strip()
-                ],
-                "extensions": {"websocket.http.response": {}},
-            }
-        return {
+        scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
             "http_version": http_version,
@@ -790,6 +766,22 @@ class HTTP11Protocol(protocol.Protocol):
             "client": client,
             "server": self.server,
         }
+        if websocket:
+            del scope["method"]
+            scope["type"] = "websocket"
+            scope["asgi"] = {"version": "3.0", "spec_version": "2.4"}
+            scope["scheme"] = WEBSOCKET_SCHEMES.get(scheme, scheme)
+            # Split and stripped as autobahn does, so that whatever the
+            # application picks from this list, autobahn accepts.
+            scope["subprotocols"] = [
+                token.strip()
+                for name, value in headers
+                if name == b"sec-websocket-protocol"
+                for token in value.decode("latin-1").split(",")
+                if token.strip()
+            ]
+            scope["extensions"] = {"websocket.http.response": {}}
+        return scope
 
     def begin(self, request: HTTPRequest) -> None:
         """Make ``request`` the one being answered and start its application."""

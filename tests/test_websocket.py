@@ -415,59 +415,16 @@ def test_proxy_headers_ignored_without_option(ws_server):
     assert scope["scheme"] == "ws"
 
 
-@pytest.fixture
-def tls_cert(tmp_path):
-    """Self-signed key and certificate for 127.0.0.1, as PEM file paths."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ws-test")])
-    start = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + datetime.timedelta(hours=3))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    key_file = tmp_path / "ws-key.pem"
-    cert_file = tmp_path / "ws-cert.pem"
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    return key_file, cert_file
-
-
-def test_scope_scheme_wss_over_tls(tls_cert):
+def test_scope_scheme_wss_over_tls(tls_files):
     import ssl
 
-    key, cert = (str(path).replace(":", r"\:") for path in tls_cert)
+    key, cert = (str(path).replace(":", r"\:") for path in tls_files)
     endpoint = f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
     with run_daphne(
         "--access-log", "/dev/null", "-e", endpoint, app=APP, listen=False
     ) as server:
         server.wait_listening()
-        context = ssl.create_default_context(cafile=str(tls_cert[1]))
+        context = ssl.create_default_context(cafile=str(tls_files[1]))
         url = f"wss://127.0.0.1:{server.port}/scope"
         with connect(url, ssl=context, **CLIENT) as ws:
             scope = json.loads(ws.recv(timeout=5))["scope"]
