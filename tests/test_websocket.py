@@ -1187,3 +1187,16 @@ def test_websocket_handshake_without_key_is_not_upgraded(ws_server):
     finally:
         sock.close()
     assert data.startswith(b"HTTP/1.1 400 "), data
+
+
+def test_bundled_example_echoes_on_the_same_port_as_http():
+    """``make run`` serves examples/hello: HTTP and its /ws echo on one port."""
+    with run_daphne(
+        "--access-log", "/dev/null", app="examples.hello.app:application"
+    ) as server:
+        with ws_connect(server, "/ws") as ws:
+            ws.send("hello")
+            assert ws.recv(timeout=5) == "hello"
+            ws.send(b"\x00\xff")
+            assert ws.recv(timeout=5) == b"\x00\xff"
+        assert http_get(server, "/").text == "Hello, world!\n"

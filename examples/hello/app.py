@@ -9,7 +9,8 @@ Routes:
 * ``GET /`` answers ``Hello, world!`` as text/plain.
 * ``POST /echo`` sends the request body back unchanged.
 * ``GET /stream`` sends a few chunks, one at a time.
-* Anything else gets a 404.
+* ``/ws`` is a WebSocket that echoes every message (on the same port).
+* Anything else gets a 404 (or, for a WebSocket, a refused handshake).
 
 It also speaks the lifespan protocol, so ``--lifespan on`` works with it.
 """
@@ -24,6 +25,8 @@ async def application(scope, receive, send):
         await lifespan(receive, send)
     elif scope["type"] == "http":
         await http(scope, receive, send)
+    elif scope["type"] == "websocket":
+        await websocket(scope, receive, send)
     else:
         raise NotImplementedError(f"Unsupported scope type {scope['type']!r}")
 
@@ -62,6 +65,24 @@ async def http(scope, receive, send):
         await send({"type": "http.response.body", "body": b""})
     else:
         await respond(send, 404, b"Not found\n")
+
+
+async def websocket(scope, receive, send):
+    await receive()  # websocket.connect
+    if scope["path"] != "/ws":
+        await send({"type": "websocket.close"})  # the client gets a 403
+        return
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        reply = {"type": "websocket.send"}
+        if message.get("text") is not None:
+            reply["text"] = message["text"]
+        else:
+            reply["bytes"] = message["bytes"]
+        await send(reply)
 
 
 async def read_body(receive):
