@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 from urllib.parse import unquote
 
 import httptools
-from twisted.internet import defer, protocol
+from twisted.internet import defer, protocol, tcp
 from twisted.internet.interfaces import (
     IProtocolNegotiationFactory,
     IPushProducer,
@@ -45,6 +45,10 @@ from .utils import (
 from .ws_protocol import WebSocketFactory, WebSocketProtocol  # noqa: F401
 
 logger = logging.getLogger(__name__)
+
+#: Transports whose sockets ``HTTP11Protocol.send`` may write to directly:
+#: Twisted's TCP connections (not TLS, whose transport is a protocol wrapper).
+DIRECT_TRANSPORTS = (tcp.Connection,)
 
 #: The WebSocket scheme for the connection's HTTP scheme.
 WEBSOCKET_SCHEMES = {"http": "ws", "https": "wss"}
@@ -393,6 +397,8 @@ class HTTP11Protocol(protocol.Protocol):
         self.read_pauses: set[str] = set()
         #: An error found while an earlier response was still being produced.
         self.deferred_error: HTTPError | None = None
+        #: The TCP transport ``send`` may write to directly (None: TLS, tests).
+        self.direct: Any = None
         #: The WebSocket this connection was upgraded to.
         self.websocket: WebSocketProtocol | None = None
         #: Scope of a parsed WebSocket upgrade request, until the hand-over.
@@ -433,6 +439,7 @@ class HTTP11Protocol(protocol.Protocol):
         # (UNIX sockets and pipes have no such option.)
         with contextlib.suppress(AttributeError, OSError, NotImplementedError):
             transport.setTcpNoDelay(True)
+        self.direct = transport if isinstance(transport, DIRECT_TRANSPORTS) else None
         self.factory.connection_made(self)
         # A connection that never sends a byte is closed like an idle one.
         self.set_deadline("idle", self.config.request_head_timeout)
@@ -875,7 +882,7 @@ class HTTP11Protocol(protocol.Protocol):
         self.common_headers(head, False, False, keep_alive=False)
         head.append(b"content-type: %s\r\n" % content_type)
         head.append(b"content-length: %d\r\n\r\n" % len(body))
-        self.transport.write(b"".join(head) + body)
+        self.send(b"".join(head) + body)
         if request is not None:
             request.status = status
             request.bytes_sent = len(body)
@@ -897,6 +904,31 @@ class HTTP11Protocol(protocol.Protocol):
 
     # -- writing responses -----------------------------------------------------
 
+    def send(self, data: bytes) -> None:
+        """Write ``data``; on plain TCP with nothing queued, send it now.
+
+        ``transport.write`` queues the bytes and sends them on the next
+        reactor turn, registering and unregistering the socket for writing
+        around it: two ``epoll_ctl`` calls and a loop turn per response.
+        When nothing is queued, one ``send()`` does the same job; whatever the
+        kernel does not take goes through ``transport.write`` as usual, so
+        ordering, flow control and error handling stay Twisted's.
+        """
+        transport = self.direct
+        if (
+            transport is not None
+            and not transport._tempDataLen
+            and transport.offset == len(transport.dataBuffer)
+            and transport.connected
+            and not transport.disconnecting
+        ):
+            sent = transport.writeSomeData(data)
+            if type(sent) is int:
+                if sent == len(data):
+                    return
+                data = data[sent:]
+        self.transport.write(data)
+
     def common_headers(
         self, head: list, has_date: bool, has_server: bool, keep_alive: bool
     ) -> None:
@@ -911,7 +943,7 @@ class HTTP11Protocol(protocol.Protocol):
 
     def write_raw(self, request: HTTPRequest, data: bytes) -> None:
         if request is self.request and not self.disconnected:
-            self.transport.write(data)
+            self.send(data)
 
     def write_head(self, request: HTTPRequest, body: bytes, more: bool) -> None:
         """Write the response head, framed from the first body event."""
@@ -947,7 +979,7 @@ class HTTP11Protocol(protocol.Protocol):
         elif not more and self.chunked(request):
             head.append(LAST_CHUNK)
         data = b"".join(head)
-        self.transport.write(data)
+        self.send(data)
         if not more:
             self.response_done(request)
 
@@ -969,9 +1001,9 @@ class HTTP11Protocol(protocol.Protocol):
         if request is not self.request or self.disconnected:
             return
         if body:
-            self.transport.write(self.frame(request, body, more))
+            self.send(self.frame(request, body, more))
         elif not more and self.chunked(request):
-            self.transport.write(LAST_CHUNK)
+            self.send(LAST_CHUNK)
         if not more:
             self.response_done(request)
 

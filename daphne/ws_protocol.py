@@ -304,7 +304,7 @@ class WebSocketProtocol(WebSocketServerProtocol):
         if sync or chopsize or self.send_queue:
             super().sendData(data, sync, chopsize)
         else:
-            self.transport.write(data)
+            self.conn.send(data)
 
     def _onOpen(self) -> None:
         self.onOpen()  # (skips the TLS channel-id lookup daphne does not use)

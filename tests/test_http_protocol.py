@@ -26,6 +26,7 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
 
+from daphne import http_protocol
 from daphne.config import Config
 from daphne.http_protocol import (
     CONTINUE,
@@ -1689,3 +1690,73 @@ def test_access_log_client_address_format(address, expected):
     conn.instance.finish()
     assert one_response(conn.output()).status == 200
     assert [details["client"] for details in calls] == [expected]
+
+
+# -- direct writes on plain TCP ------------------------------------------------------
+
+
+class DirectTCP(StringTransportWithDisconnection):
+    """Looks like Twisted's TCP transport to ``HTTP11Protocol.send``: the
+    kernel takes ``accept`` bytes of each direct write (all if None)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._tempDataLen = 0
+        self.dataBuffer = b""
+        self.offset = 0
+        self.accept: int | None = None
+        self.direct_bytes = b""
+        self.queued: list[bytes] = []
+        self.error: BaseException | None = None
+
+    def writeSomeData(self, data: bytes):
+        if self.error is not None:
+            return self.error
+        taken = len(data) if self.accept is None else min(self.accept, len(data))
+        self.direct_bytes += data[:taken]
+        return taken
+
+    def write(self, data: bytes) -> None:
+        self.queued.append(data)
+        super().write(data)
+
+
+@pytest.fixture
+def direct(monkeypatch):
+    monkeypatch.setattr(http_protocol, "DIRECT_TRANSPORTS", (DirectTCP,))
+    transport = DirectTCP()
+    conn = Conn(make_factory(), transport)
+    conn.send(GET)
+    return conn, transport
+
+
+def test_response_goes_out_in_one_direct_send_when_nothing_is_queued(direct):
+    conn, transport = direct
+    conn.instance.respond(b"hello")
+    assert transport.queued == []
+    assert one_response(transport.direct_bytes).body == b"hello"
+
+
+def test_what_the_kernel_does_not_take_is_queued_in_order(direct):
+    conn, transport = direct
+    transport.accept = 10
+    conn.instance.respond(b"x" * 100)
+    assert len(transport.direct_bytes) == 10
+    assert one_response(transport.direct_bytes + b"".join(transport.queued)).body == (
+        b"x" * 100
+    )
+
+
+def test_nothing_jumps_the_queue(direct):
+    conn, transport = direct
+    transport._tempDataLen = 5  # Twisted still has bytes to send
+    conn.instance.respond(b"later")
+    assert transport.direct_bytes == b""
+    assert one_response(b"".join(transport.queued)).body == b"later"
+
+
+def test_a_failed_direct_send_falls_back_to_the_transport(direct):
+    conn, transport = direct
+    transport.error = ConnectionResetError()
+    conn.instance.respond(b"data")
+    assert one_response(b"".join(transport.queued)).body == b"data"
