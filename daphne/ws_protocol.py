@@ -10,8 +10,9 @@ messages and runs the close handshake. This module adds what ASGI needs on top:
   a refusal (``websocket.close``, the ``websocket.http.response`` denial
   extension, an exception, a timeout) is answered as plain HTTP by the
   connection, so it gets the same framing and error pages as any response;
-* per-connection timers for the connect timeout, the socket's lifetime and
-  idle pings, each its own ``DelayedCall``;
+* per-connection timers for the connect timeout, the socket's lifetime, idle
+  pings and the close handshake, each its own ``DelayedCall`` on the
+  server's reactor (so they are exact, and testable with a ``Clock``);
 * flow control both ways through the :class:`~daphne.hosts.Sink` seam.
 """
 
