@@ -56,9 +56,14 @@ distclean: clean
 
 # Benchmarks: `make bench` (3 rounds, ~10 minutes) or `make bench ARGS=--quick`
 # (1 round, ~70 s); see benchmarks/README.md. The peers (Daphne 4,
-# uvicorn, hypercorn, matplotlib) live in their own virtualenv, never in .venv.
+# uvicorn, hypercorn, matplotlib) live in their own virtualenv, never in .venv;
+# the original Daphne 1.4.2 (channel layer mode, asgiref 1.1) in a third one.
 PEERS_VENV ?= benchmarks/.venv-peers
 PEERS_STAMP := $(PEERS_VENV)/.installed
+DAPHNE1_VENV ?= benchmarks/.venv-daphne1
+DAPHNE1_STAMP := $(DAPHNE1_VENV)/.installed
+# Daphne 1.4.2 and asgiref 1.1.2 are known to run on Python 3.11.
+DAPHNE1_PYTHON ?= $(PYTHON)
 ARGS ?=
 
 $(PEERS_VENV)/bin/python:
@@ -68,13 +73,21 @@ $(PEERS_STAMP): benchmarks/requirements-peers.txt | $(PEERS_VENV)/bin/python
 	$(PEERS_VENV)/bin/python -m pip install -r benchmarks/requirements-peers.txt
 	touch $@
 
+$(DAPHNE1_VENV)/bin/python:
+	$(DAPHNE1_PYTHON) -m venv $(DAPHNE1_VENV)
+
+$(DAPHNE1_STAMP): benchmarks/requirements-daphne1.txt | $(DAPHNE1_VENV)/bin/python
+	$(DAPHNE1_VENV)/bin/python -m pip install -r benchmarks/requirements-daphne1.txt
+	touch $@
+
 # daphne's .venv is used as it is (the editable install benchmarks the working
 # tree); `make install` runs only if daphne is missing from it, so a benchmark
 # never reinstalls packages under a test run going on at the same time.
 $(BIN)/daphne:
 	$(MAKE) install
 
-bench: $(PEERS_STAMP) | $(BIN)/daphne
+bench: $(PEERS_STAMP) $(DAPHNE1_STAMP) | $(BIN)/daphne
 	@command -v wrk >/dev/null 2>&1 || apt-get install -y wrk \
 		|| { apt-get update && apt-get install -y wrk; }
-	$(PYTHON) benchmarks/run.py --peers-venv $(PEERS_VENV) $(ARGS)
+	$(PYTHON) benchmarks/run.py --peers-venv $(PEERS_VENV) \
+		--daphne1-venv $(DAPHNE1_VENV) $(ARGS)

@@ -13,6 +13,7 @@ failed where their bar would be.
 import json
 import math
 import sys
+import textwrap
 
 import matplotlib
 
@@ -29,6 +30,7 @@ COLOURS = {
     "hypercorn": "#c27c0e",
     "raw-twisted": "#b3b3b3",
     "autobahn": "#d9d9d9",
+    "daphne1": "#a05a2c",
 }
 
 
@@ -84,14 +86,18 @@ def draw(result, png_path):
             positions,
             drawn,
             color=[COLOURS.get(key, "#888888") for key in keys],
-            edgecolor=["black" if key == baseline else "none" for key in keys],
+            edgecolor=[
+                "black" if key == workload.get("baseline", baseline) else "none"
+                for key in keys
+            ],
         )
         axis.set_yticks(list(positions), labels)
         axis.invert_yaxis()
         arrow = (
             "higher is better" if metric["better"] == "higher" else "lower is better"
         )
-        axis.set_title(f"{workload['title']}\n{metric['label']} ({arrow})", fontsize=10)
+        title = textwrap.fill(workload["title"], 75)
+        axis.set_title(f"{title}\n{metric['label']} ({arrow})", fontsize=10)
         top = max(drawn) if any(drawn) else 1.0
         axis.set_xlim(0, top * 1.45)
         axis.tick_params(labelsize=8)

@@ -13,12 +13,19 @@ import sys
 OK, UNSUPPORTED, FAILED = "ok", "unsupported", "failed"
 
 
+def section_baseline(workload: dict, baseline: str) -> str:
+    """The server a section's ratios are against: its own, else the run's."""
+    return workload.get("baseline") or baseline
+
+
 def summarize(runs: list[dict], workloads: dict, servers: dict, baseline: str) -> dict:
     """Per workload and server: status, median of each metric, ratio to baseline.
 
     A server is "ok" for a workload if at least one round measured it; then
     the medians are over the rounds that did. Otherwise it is "unsupported"
-    (n/a) if any round said so, else "failed".
+    (n/a) if any round said so, else "failed". The baseline is the
+    workload's own ``baseline`` if it names one (the channel-layer sections:
+    Daphne 1.4.2), else ``baseline``.
     """
     summary: dict = {}
     for wkey, workload in workloads.items():
@@ -53,7 +60,7 @@ def summarize(runs: list[dict], workloads: dict, servers: dict, baseline: str) -
                     r["reason"] for r in mine if r["status"] == entry["status"]
                 )
             section[skey] = entry
-        base = section.get(baseline, {})
+        base = section.get(section_baseline(workload, baseline), {})
         for entry in section.values():
             if entry["status"] != OK or base.get("status") != OK:
                 continue
@@ -127,7 +134,8 @@ def markdown(result: dict) -> str:
         f"load on CPU {meta['load_cpu']} · load average at start "
         f"{meta['loadavg_start']} · {meta['elapsed_s']:.0f} s in all",
         "",
-        f"Each cell: median (value ÷ **{base_label}**'s). ↑ higher is better "
+        f"Each cell: median (value ÷ **{base_label}**'s, unless the section "
+        "names another baseline). ↑ higher is better "
         "(throughput), ↓ lower is better (latency, memory): there a ratio under "
         "1.00x beats the baseline. n/a: the server lacks the feature.",
     ]
@@ -137,7 +145,15 @@ def markdown(result: dict) -> str:
         if not section:
             continue
         metrics = workload["metrics"]
+        wbase = section_baseline(workload, baseline)
         lines += ["", f"## {workload['title']}", ""]
+        if wbase != baseline:
+            wbase_label = servers.get(wbase, {}).get("label", wbase)
+            lines += [
+                f"Ratios in this section: value ÷ **{wbase_label}**'s "
+                f"(not {base_label}'s).",
+                "",
+            ]
         header = ["server"] + [
             m["label"] + (" ↑" if m["better"] == "higher" else " ↓")
             if m.get("compare", True)
@@ -151,7 +167,7 @@ def markdown(result: dict) -> str:
             if entry is None:
                 continue
             label = spec["label"]
-            if skey == baseline:
+            if skey == wbase:
                 label = f"**{label}**"
             marks = ""
             if entry["status"] in (UNSUPPORTED, FAILED) or entry.get("warnings"):
@@ -179,7 +195,7 @@ LIMITS = ("raw-twisted", "autobahn")
 
 
 def headroom_line(section: dict, servers: dict, workload: dict) -> str:
-    """"daphne reaches N% of <limit>" for the section's headline metric."""
+    """The "daphne reaches N% of <limit>" line, for the section's headline metric."""
     key = workload.get("headline")
     ours = section.get("daphne")
     better = {m["key"]: m["better"] for m in workload["metrics"]}.get(key)

@@ -5,6 +5,7 @@ Usage (from the repository root; ``make bench`` sets everything up first)::
     python3 benchmarks/run.py                 # 3 rounds, 10 s per HTTP run
     python3 benchmarks/run.py --quick         # 1 round, 3 s runs (~70 s)
     python3 benchmarks/run.py --servers daphne,daphne4 --workloads http-c64
+    python3 benchmarks/run.py --servers daphne1 --workloads layer-http-c1
 
 Each measurement starts a fresh server pinned to one CPU, waits until it
 serves, loads it from another CPU, and kills its process group. Rounds go
@@ -32,9 +33,10 @@ from pathlib import Path
 
 import report
 from servers import (
+    APP,
     BASELINE,
     BENCH_DIR,
-    NO,
+    LAYER,
     SERVERS,
     SERVERS_BY_KEY,
     Paths,
@@ -46,6 +48,7 @@ from servers import (
 from workloads import (
     WORKLOADS,
     WORKLOADS_BY_KEY,
+    HttpWrk,
     MeasurementFailed,
     Settings,
     Unsupported,
@@ -77,7 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="benchmarks/run.py",
         description="Compare daphne with Daphne 4, uvicorn, hypercorn and a raw "
-        "Twisted protocol on the same machine, in one run.",
+        "Twisted protocol on the same machine, in one run; and, in channel layer "
+        "mode, with the original Daphne 1.4.2.",
     )
     parser.add_argument(
         "--quick",
@@ -114,6 +118,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--ws-size", type=int, default=32, help="bytes per message")
     parser.add_argument("--idle-connections", type=int, default=1000)
+    parser.add_argument(
+        "--layer-workers",
+        type=int,
+        default=2,
+        help="worker threads in layer_app (channel layer mode; default 2)",
+    )
+    parser.add_argument(
+        "--layer-capacity",
+        type=int,
+        default=100,
+        help="messages per channel in layer_app's layer (default 100)",
+    )
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--load-cpu", type=int, default=1)
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
@@ -127,6 +143,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--peers-venv", type=Path, default=Paths.peers_venv, metavar="DIR"
     )
+    parser.add_argument(
+        "--daphne1-venv", type=Path, default=Paths.daphne1_venv, metavar="DIR"
+    )
     args = parser.parse_args(argv)
     preset = QUICK if args.quick else FULL
     for name, value in preset.items():
@@ -134,6 +153,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             setattr(args, name, value)
     if args.rounds < 1 or args.duration < 1 or args.warmup < 0:
         parser.error("--rounds and --duration must be at least 1, --warmup >= 0")
+    if args.layer_workers < 1 or args.layer_capacity < 1:
+        parser.error("--layer-workers and --layer-capacity must be at least 1")
     return args
 
 
@@ -245,7 +266,14 @@ def run_one(
     began = time.monotonic()
     log_path = settings.log_dir / f"{spec.key}--{workload.key}--r{round_no}.log"
     try:
-        with RunningServer(spec, settings.paths, server_cpu, log_path) as server:
+        with RunningServer(
+            spec,
+            settings.paths,
+            server_cpu,
+            log_path,
+            mode=workload.mode,
+            env=workload.server_env(settings),
+        ) as server:
             record["startup_s"] = round(server.started_in, 3)
             values = workload.measure(server, settings)
         record["status"] = report.OK
@@ -279,7 +307,7 @@ def warnings_for(values: dict) -> list[str]:
 
 
 def progress(record: dict, workload: Workload, label: str, rounds: int) -> str:
-    head = f"[{record['round']}/{rounds}] {workload.key:<8} {label:<26}"
+    head = f"[{record['round']}/{rounds}] {workload.key:<13} {label:<30}"
     if record["status"] != report.OK:
         return f"{head} {record['status']}: {record['reason']}"
     parts = []
@@ -300,10 +328,9 @@ def measure_all(args, settings, specs, workloads, server_cpu, labels, runs) -> N
         for workload in workloads:
             for spec in order:
                 feature = workload.feature
-                if feature is not None and spec.feature(feature) == NO:
-                    lacking.setdefault(
-                        (spec.key, feature), f"no {feature} support by design"
-                    )
+                reason = spec.lacks(feature)
+                if reason is not None:
+                    lacking.setdefault((spec.key, feature), reason)
                 if feature is not None and (spec.key, feature) in lacking:
                     record = {
                         "round": round_no,
@@ -352,11 +379,13 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now().astimezone()
     began = time.monotonic()
     paths = Paths(
-        main_venv=args.main_venv.resolve(), peers_venv=args.peers_venv.resolve()
+        main_venv=args.main_venv.resolve(),
+        peers_venv=args.peers_venv.resolve(),
+        daphne1_venv=args.daphne1_venv.resolve(),
     )
     specs = [SERVERS_BY_KEY[key] for key in args.servers]
     workloads = [WORKLOADS_BY_KEY[key] for key in args.workloads]
-    if any(w.key.startswith("http") for w in workloads) and not shutil.which("wrk"):
+    if any(isinstance(w, HttpWrk) for w in workloads) and not shutil.which("wrk"):
         print("error: wrk not found (`make bench` installs it)", file=sys.stderr)
         return 2
 
@@ -377,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
         ws_size=args.ws_size,
         idle_connections=args.idle_connections,
         log_dir=log_dir,
+        layer_workers=args.layer_workers,
+        layer_capacity=args.layer_capacity,
     )
 
     main_versions = distributions(
@@ -398,7 +429,14 @@ def main(argv: list[str] | None = None) -> int:
             "matplotlib",
         ],
     )
-    versions = {"main": main_versions, "peers": peer_versions}
+    daphne1_versions = distributions(
+        paths.bin("daphne1") / "python", ["daphne", "asgiref", "twisted", "autobahn"]
+    )
+    versions = {
+        "main": main_versions,
+        "peers": peer_versions,
+        "daphne1": daphne1_versions,
+    }
     servers_meta = {}
     labels = {}
     for spec in specs:
@@ -408,7 +446,8 @@ def main(argv: list[str] | None = None) -> int:
             "label": labels[spec.key],
             "version": version,
             "venv": spec.venv,
-            "command": spec.command(paths, 0),
+            "command": spec.command(paths, 0, APP) or None,
+            "layer_command": spec.command(paths, 0, LAYER) or None,
             "note": spec.note,
             "features": spec.features,
         }
@@ -433,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
         w.key: {
             "title": w.title_for(settings),
             "feature": w.feature,
+            "mode": w.mode,
+            "baseline": w.baseline or BASELINE,
             "headline": w.headline,
             "metrics": [
                 {

@@ -2,11 +2,14 @@
 
 Standard library only: the harness runs on any Python 3.10+.
 
-Each :class:`ServerSpec` is a command line with ``{bin}`` (the bin/ folder of
-the virtualenv it lives in) and ``{port}`` placeholders. Every server is
-started with ``benchmarks/`` as its working directory, so ``app:application``
-is :mod:`benchmarks.app` for all of them, and in a session (process group) of
-its own, so stopping it stops any worker processes it spawned too.
+Each :class:`ServerSpec` has up to two command lines, with ``{bin}`` (the
+bin/ folder of the virtualenv it lives in) and ``{port}`` placeholders: one
+serving the ASGI application (``app:application``, mode "app") and one
+serving a channel layer (``layer_app:channel_layer``, mode "layer"). Every
+server is started with ``benchmarks/`` as its working directory, so those are
+:mod:`benchmarks.app` and :mod:`benchmarks.layer_app` for all of them, and in
+a session (process group) of its own, so stopping it stops any worker
+processes it spawned too.
 """
 
 from __future__ import annotations
@@ -29,16 +32,25 @@ HOST = "127.0.0.1"
 #: workload tries it, e.g. a WebSocket handshake, and a refusal means n/a).
 YES, NO, PROBE = "yes", "no", "probe"
 
+#: How a server is started: serving the ASGI application, or a channel layer.
+APP, LAYER = "app", "layer"
+
 
 @dataclass(frozen=True)
 class Paths:
-    """Where the two virtualenvs are."""
+    """Where the three virtualenvs are."""
 
     main_venv: Path = ROOT / ".venv"
     peers_venv: Path = BENCH_DIR / ".venv-peers"
+    daphne1_venv: Path = BENCH_DIR / ".venv-daphne1"
 
     def bin(self, venv: str) -> Path:
-        return (self.main_venv if venv == "main" else self.peers_venv) / "bin"
+        folder = {
+            "main": self.main_venv,
+            "peers": self.peers_venv,
+            "daphne1": self.daphne1_venv,
+        }[venv]
+        return folder / "bin"
 
     @property
     def peers_python(self) -> Path:
@@ -49,9 +61,14 @@ class Paths:
 class ServerSpec:
     key: str
     label: str
-    venv: str  # "main" (daphne's own .venv) or "peers"
+    venv: str  # "main" (daphne's own .venv), "peers" or "daphne1"
+    #: the command serving ``app:application`` (empty: no ASGI-app mode)
     argv: tuple[str, ...]
+    #: the command serving ``layer_app:channel_layer`` (empty: no layer mode)
+    layer_argv: tuple[str, ...] = ()
     features: dict[str, str] = field(default_factory=dict)
+    #: why a feature is "no", shown in the n/a note (default: "by design")
+    reasons: dict[str, str] = field(default_factory=dict)
     note: str = ""
     #: distribution whose version is recorded (and fills ``{version}`` in the
     #: label), looked up in ``venv``
@@ -61,13 +78,30 @@ class ServerSpec:
         return self.label.format(version=version or "?")
 
     def feature(self, name: str | None) -> str:
+        """YES, NO or PROBE. "channel_layer" is NO without a layer command."""
         if name is None:
             return YES
-        return self.features.get(name, PROBE)
+        if name in self.features:
+            return self.features[name]
+        if name == "channel_layer":
+            return YES if self.layer_argv else NO
+        return PROBE
 
-    def command(self, paths: Paths, port: int) -> list[str]:
+    def lacks(self, name: str | None) -> str | None:
+        """Why the server lacks feature ``name`` (n/a), or None if it may have it."""
+        if self.feature(name) != NO:
+            return None
+        if name in self.reasons:
+            return self.reasons[name]
+        if name == "channel_layer":
+            return "no channel-layer mode"
+        return f"no {name} support by design"
+
+    def command(self, paths: Paths, port: int, mode: str = APP) -> list[str]:
+        """The command line for ``mode`` (APP or LAYER); empty if it has none."""
+        argv = self.layer_argv if mode == LAYER else self.argv
         bindir = str(paths.bin(self.venv))
-        return [part.format(bin=bindir, port=port) for part in self.argv]
+        return [part.format(bin=bindir, port=port) for part in argv]
 
 
 SERVERS: tuple[ServerSpec, ...] = (
@@ -84,6 +118,13 @@ SERVERS: tuple[ServerSpec, ...] = (
             "tcp:{port}:interface=" + HOST,
             "app:application",
         ),
+        # Channel-layer mode, once daphne has it: add layer_argv (as daphne1's,
+        # with "-e", "tcp:{port}:interface=" + HOST) and drop this "no".
+        features={"channel_layer": NO},
+        reasons={
+            "channel_layer": "no channel-layer mode yet; it will serve "
+            "layer_app:channel_layer with daphne.layers.InMemoryChannelLayer"
+        },
         note="httptools on Twisted, asyncio reactor on uvloop",
     ),
     ServerSpec(
@@ -154,6 +195,33 @@ SERVERS: tuple[ServerSpec, ...] = (
         note="defaults: asyncio worker, one worker process under a supervisor",
     ),
     ServerSpec(
+        key="daphne1",
+        label="Daphne {version} (channel layer)",
+        venv="daphne1",
+        distribution="daphne",
+        argv=(),
+        layer_argv=(
+            "{bin}/daphne",
+            "-v",
+            "0",
+            "-b",
+            HOST,
+            "-p",
+            "{port}",
+            "layer_app:channel_layer",
+        ),
+        features={"http": NO, "websocket": NO, "channel_layer": YES},
+        reasons={
+            "http": "serves a channel layer, not an ASGI application: "
+            "see the channel-layer sections",
+            "websocket": "serves a channel layer, not an ASGI application: "
+            "see the channel-layer sections",
+        },
+        note="the original channel-layer design: asgiref 1.1's in-memory layer "
+        "(capacity 100) with worker threads in the server's process, "
+        "polled every 50 ms when idle; the baseline of the channel-layer sections",
+    ),
+    ServerSpec(
         key="raw-twisted",
         label="raw Twisted (limit)",
         venv="main",
@@ -174,7 +242,10 @@ SERVERS: tuple[ServerSpec, ...] = (
 )
 
 SERVERS_BY_KEY = {spec.key: spec for spec in SERVERS}
+#: the server every ratio is against, unless a workload names its own
+#: (the channel-layer sections are against Daphne 1.4.2)
 BASELINE = "daphne4"
+LAYER_BASELINE = "daphne1"
 
 
 class ServerFailed(Exception):
@@ -246,10 +317,14 @@ class RunningServer:
         cpu: int | None,
         log_path: Path,
         start_timeout: float = 30.0,
+        mode: str = APP,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.spec = spec
         self.port = free_port()
-        self.argv = spec.command(paths, self.port)
+        self.mode = mode
+        self.argv = spec.command(paths, self.port, mode)
+        self.env = {**child_env(), **(env or {})}
         self.cpu = cpu
         self.log_path = log_path
         self.start_timeout = start_timeout
@@ -259,6 +334,8 @@ class RunningServer:
     # -- lifecycle -----------------------------------------------------------
 
     def __enter__(self) -> RunningServer:
+        if not self.argv:
+            raise ServerFailed(f"{self.spec.key} has no {self.mode}-mode command")
         executable = Path(self.argv[0])
         if not executable.exists():
             raise ServerFailed(f"{executable} not found (run `make bench` first)")
@@ -268,7 +345,7 @@ class RunningServer:
             self.process = subprocess.Popen(
                 pin(self.cpu, self.argv),
                 cwd=BENCH_DIR,
-                env=child_env(),
+                env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

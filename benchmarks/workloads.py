@@ -5,10 +5,16 @@ Standard library only. A workload runs against a server that is already up
 :class:`Unsupported` (the server lacks the feature: shown as "n/a") or
 :class:`MeasurementFailed` (shown as "failed", with the reason).
 
-Adding a section (e.g. a channel-layer round trip) means writing a subclass
-with a ``key``, ``title``, ``feature`` and ``metrics`` and a ``measure``
-method, and appending an instance to :data:`WORKLOADS`; servers declare the
-feature in :attr:`servers.ServerSpec.features` (``yes``/``no``/``probe``).
+Adding a section means writing a subclass with a ``key``, ``title``,
+``feature`` and ``metrics`` and a ``measure`` method, and appending an
+instance to :data:`WORKLOADS`; servers declare the feature in
+:attr:`servers.ServerSpec.features` (``yes``/``no``/``probe``).
+
+The "channel layer mode" sections (:class:`ChannelLayerMode`) reuse the HTTP
+and WebSocket measurements unchanged; only the server differs: it is started
+in mode LAYER (serving ``layer_app:channel_layer``, whose worker threads
+answer what ``app:application`` answers), the section needs the
+``channel_layer`` feature, and its ratios are against Daphne 1.4.2.
 """
 
 from __future__ import annotations
@@ -22,7 +28,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from servers import BENCH_DIR, HOST, Paths, RunningServer, child_env, pin
+from servers import (
+    APP,
+    BENCH_DIR,
+    HOST,
+    LAYER,
+    LAYER_BASELINE,
+    Paths,
+    RunningServer,
+    child_env,
+    pin,
+)
 
 WS_CLIENT = BENCH_DIR / "ws_client.py"
 
@@ -59,6 +75,8 @@ class Settings:
     ws_size: int
     idle_connections: int
     log_dir: Path
+    layer_workers: int = 2  # worker threads in layer_app (channel layer mode)
+    layer_capacity: int = 100  # messages per channel in layer_app's layer
 
 
 class Workload:
@@ -66,6 +84,11 @@ class Workload:
     title = ""
     #: feature a server needs (see ``ServerSpec.features``); None: all have it
     feature: str | None = None
+    #: how the server is started: APP (``app:application``) or LAYER
+    #: (``layer_app:channel_layer``); see ``ServerSpec.command``
+    mode = APP
+    #: the server the ratios are against; None: the run's (Daphne 4)
+    baseline: str | None = None
     metrics: tuple[Metric, ...] = ()
     #: the metric drawn in the chart
     headline = ""
@@ -76,6 +99,10 @@ class Workload:
 
     def describe(self, settings: Settings) -> dict:
         """The settings worth recording next to the results."""
+        return {}
+
+    def server_env(self, settings: Settings) -> dict[str, str]:
+        """Environment variables added to the server's own."""
         return {}
 
     def measure(self, server: RunningServer, settings: Settings) -> dict:
@@ -234,6 +261,7 @@ class WebSocketEcho(Workload):
         Metric("p99_ms", "p99 ms", "ms", "lower"),
         Metric("client_cpu_pct", "client CPU", "pct", "lower", compare=False),
     )
+    timeout = 120  # seconds the whole exchange may take
 
     title = "WebSocket echo"
 
@@ -266,9 +294,9 @@ class WebSocketEcho(Workload):
                 "--size",
                 str(settings.ws_size),
                 "--timeout",
-                "120",
+                str(self.timeout),
             ],
-            timeout=120,
+            timeout=self.timeout,
         )
         server.check_alive()
         return {
@@ -419,12 +447,71 @@ def finish(process: subprocess.Popen) -> None:
         process.communicate()
 
 
+# -- channel layer mode ------------------------------------------------------------
+
+
+class ChannelLayerMode:
+    """Mixin: the same measurement, against a server serving a channel layer.
+
+    Put it first in the bases (``class X(ChannelLayerMode, HttpWrk)``). The
+    server runs ``layer_app:channel_layer``: an in-memory ASGI v1 layer with
+    ``settings.layer_capacity`` per channel and ``settings.layer_workers``
+    worker threads in the server's process answering ``GET /`` and echoing
+    WebSocket messages, as ``app.py`` does.
+    """
+
+    feature = "channel_layer"
+    mode = LAYER
+    baseline = LAYER_BASELINE
+
+    def title_for(self, settings: Settings) -> str:
+        plural = "s" if settings.layer_workers != 1 else ""
+        return (
+            f"Channel layer mode: {super().title_for(settings)} "
+            f"({settings.layer_workers} worker{plural}, "
+            f"capacity {settings.layer_capacity})"
+        )
+
+    def describe(self, settings: Settings) -> dict:
+        return {
+            **super().describe(settings),
+            "channel_layer": {
+                "module": "benchmarks/layer_app.py (layer_app:channel_layer)",
+                "worker_threads": settings.layer_workers,
+                "capacity": settings.layer_capacity,
+            },
+        }
+
+    def server_env(self, settings: Settings) -> dict[str, str]:
+        return {
+            **super().server_env(settings),
+            "BENCH_LAYER_WORKERS": str(settings.layer_workers),
+            "BENCH_LAYER_CAPACITY": str(settings.layer_capacity),
+        }
+
+
+class LayerHttpWrk(ChannelLayerMode, HttpWrk):
+    def __init__(self, connections: int) -> None:
+        super().__init__(connections)
+        self.key = f"layer-http-c{connections}"
+
+
+class LayerWebSocketEcho(ChannelLayerMode, WebSocketEcho):
+    key = "layer-ws-echo"
+    # Daphne 1.4.2 may poll its replies at 50 ms intervals: give it room
+    timeout = 300
+
+
 #: Every section of the report, in order. WebSocket sections show "n/a" for a
-#: server that refuses the handshake. A channel-layer section would go last.
+#: server that refuses the handshake; the channel-layer sections come last and
+#: are n/a for a server without a channel-layer command.
 WORKLOADS: tuple[Workload, ...] = (
     HttpWrk(64),
     HttpWrk(1),
     WebSocketEcho(),
     WebSocketIdle(),
+    LayerHttpWrk(64),
+    LayerHttpWrk(1),
+    LayerWebSocketEcho(),
 )
 WORKLOADS_BY_KEY = {workload.key: workload for workload in WORKLOADS}
