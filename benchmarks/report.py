@@ -137,7 +137,8 @@ def markdown(result: dict) -> str:
         f"Each cell: median (value ÷ **{base_label}**'s, unless the section "
         "names another baseline). ↑ higher is better "
         "(throughput), ↓ lower is better (latency, memory): there a ratio under "
-        "1.00x beats the baseline. n/a: the server lacks the feature.",
+        "1.00x beats the baseline. A server without a section's feature has no "
+        "row there.",
     ]
     notes: list[str] = []
     for wkey, workload in workloads.items():
@@ -166,6 +167,10 @@ def markdown(result: dict) -> str:
             entry = section.get(skey)
             if entry is None:
                 continue
+            if entry["status"] == UNSUPPORTED and skey != OURS:
+                # A peer without the feature has no row (daphne keeps its
+                # n/a, which says what is still missing).
+                continue
             label = spec["label"]
             if skey == wbase:
                 label = f"**{label}**"
@@ -188,6 +193,9 @@ def markdown(result: dict) -> str:
         lines.append(f"- {spec['label']} (`{skey}`{version}){extra}")
     return "\n".join(lines) + "\n"
 
+
+#: The server this benchmark is about.
+OURS = "daphne"
 
 #: Servers that show the ceiling of daphne's stack: Twisted alone (HTTP) and
 #: autobahn's own echo server (WebSocket), on daphne's reactor and loop.
