@@ -126,6 +126,11 @@ class Config:
                 raise ConfigError(f"{name} must not be negative")
         if self.http_timeout is not None and self.http_timeout <= 0:
             raise ConfigError("http_timeout must be greater than 0")
+        for name in ("websocket_timeout", "websocket_connect_timeout"):
+            if getattr(self, name) == 0:
+                # (The original read 0 as "the default"; here it would close
+                # or refuse every socket at once. Negative means never.)
+                raise ConfigError(f"{name} must not be 0 (negative means never)")
         if self.max_request_body_size is not None and self.max_request_body_size < 0:
             raise ConfigError("max_request_body_size must not be negative")
         if self.lifespan not in ("auto", "on", "off"):

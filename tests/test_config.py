@@ -68,3 +68,18 @@ def test_empty_bind_is_a_one_line_error(monkeypatch, capsys, host):
     assert len(lines) == 1, lines
     assert lines[0].startswith("daphne: error:"), lines
     assert "--bind" in lines[0]
+
+
+@pytest.mark.parametrize("name", ["websocket_timeout", "websocket_connect_timeout"])
+def test_zero_websocket_timeout_is_a_config_error(name):
+    with pytest.raises(ConfigError, match=f"{name} must not be 0"):
+        Config(**{name: 0})
+
+
+def test_zero_websocket_timeout_on_the_command_line_names_the_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        CommandLineInterface().run(
+            ["--websocket_timeout", "0", "tests.apps:application"]
+        )
+    assert exit_info.value.code != 0
+    assert "--websocket-timeout must not be 0" in capsys.readouterr().err
