@@ -397,6 +397,8 @@ class HTTP11Protocol(protocol.Protocol):
         self.read_pauses: set[str] = set()
         #: An error found while an earlier response was still being produced.
         self.deferred_error: HTTPError | None = None
+        #: Registered with the transport as its (streaming) producer.
+        self.registered = False
         #: The TCP transport ``send`` may write to directly (None: TLS, tests).
         self.direct: Any = None
         #: The WebSocket this connection was upgraded to.
@@ -435,6 +437,7 @@ class HTTP11Protocol(protocol.Protocol):
         self.server = format_address(transport.getHost())
         self.scheme = "https" if ISSLTransport.providedBy(transport) else "http"
         transport.registerProducer(self, True)
+        self.registered = True
         # Small writes (WebSocket frames, streamed bodies) go out at once.
         # (UNIX sockets and pipes have no such option.)
         with contextlib.suppress(AttributeError, OSError, NotImplementedError):
@@ -899,8 +902,17 @@ class HTTP11Protocol(protocol.Protocol):
         """Close once written out; abort if the client does not read it."""
         self.closing = True
         if not self.disconnected:
+            # Nothing more will be produced. Unregistered, the transport
+            # closes once drained; registered and paused, Twisted would resume
+            # the producer instead and the close would wait for the abort.
+            self.unregister_producer()
             self.transport.loseConnection()
             self.set_deadline("abort", self.config.close_timeout)
+
+    def unregister_producer(self) -> None:
+        if self.registered:
+            self.registered = False
+            self.transport.unregisterProducer()
 
     # -- writing responses -----------------------------------------------------
 
@@ -921,6 +933,9 @@ class HTTP11Protocol(protocol.Protocol):
             and transport.offset == len(transport.dataBuffer)
             and transport.connected
             and not transport.disconnecting
+            and not transport._aborting
+            # (A larger body would be copied to queue its remainder.)
+            and len(data) <= transport.SEND_LIMIT
         ):
             sent = transport.writeSomeData(data)
             if type(sent) is int:

@@ -330,6 +330,9 @@ class WebSocketProtocol(WebSocketServerProtocol):
             logger.info("WebSocket %s did not answer its close", self.log_path)
             self.dropConnection(abort=True)
 
+    def unregisterProducer(self) -> None:
+        self.conn.unregister_producer()  # (the connection registered itself)
+
     def _closeConnection(self, abort: bool = False) -> None:
         if abort:
             self.transport.abortConnection()

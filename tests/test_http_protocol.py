@@ -1702,6 +1702,8 @@ class DirectTCP(StringTransportWithDisconnection):
     def __init__(self) -> None:
         super().__init__()
         self._tempDataLen = 0
+        self._aborting = False
+        self.SEND_LIMIT = 128 * 1024
         self.dataBuffer = b""
         self.offset = 0
         self.accept: int | None = None
@@ -1760,3 +1762,19 @@ def test_a_failed_direct_send_falls_back_to_the_transport(direct):
     transport.error = ConnectionResetError()
     conn.instance.respond(b"data")
     assert one_response(b"".join(transport.queued)).body == b"data"
+
+
+def test_a_body_larger_than_one_send_is_queued_whole(direct):
+    """Sending part of it directly would copy the rest to queue it."""
+    conn, transport = direct
+    transport.SEND_LIMIT = 10
+    conn.instance.respond(b"y" * 100)
+    assert transport.direct_bytes == b""
+    assert one_response(b"".join(transport.queued)).body == b"y" * 100
+
+
+def test_nothing_is_sent_directly_after_an_abort(direct):
+    conn, transport = direct
+    transport._aborting = True
+    conn.instance.respond(b"late")
+    assert transport.direct_bytes == b""
