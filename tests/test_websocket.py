@@ -1200,3 +1200,23 @@ def test_bundled_example_echoes_on_the_same_port_as_http():
             ws.send(b"\x00\xff")
             assert ws.recv(timeout=5) == b"\x00\xff"
         assert http_get(server, "/").text == "Hello, world!\n"
+
+
+def test_websocket_over_a_unix_socket(tmp_path):
+    from websockets.sync.client import unix_connect
+
+    path = str(tmp_path / "daphne.sock")
+    with run_daphne(
+        "-u",
+        path,
+        "--access-log",
+        "-",
+        app="examples.hello.app:application",
+        listen=False,
+    ) as server:
+        server.wait_listening()
+        with unix_connect(path, "ws://localhost/ws") as ws:
+            ws.send("over unix")
+            assert ws.recv(timeout=5) == "over unix"
+        # No client address on a UNIX socket: the access log shows "-".
+        assert server.wait_for_line(r'^- - - \[.*\] "WSCONNECT /ws"')
