@@ -157,3 +157,9 @@ def tls_files(tmp_path):
     )
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return key_path, cert_path
+
+
+def tls_endpoint(tls_files) -> str:
+    """An ``ssl:`` endpoint string on a free 127.0.0.1 port for ``tls_files``."""
+    key, cert = (str(path).replace(":", r"\:") for path in tls_files)
+    return f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"

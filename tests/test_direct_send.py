@@ -29,7 +29,7 @@ from websockets.sync.client import connect as ws_connect
 
 from daphne.http_protocol import HTTP11Protocol
 from tests import apps
-from tests.conftest import run_daphne
+from tests.conftest import run_daphne, tls_endpoint
 from tests.test_http_protocol import GET, make_factory, parse_responses
 
 pytestmark = pytest.mark.timeout(60)
@@ -367,8 +367,7 @@ def test_32_mib_single_event_body_over_a_unix_socket(tmp_path):
 def test_32_mib_single_event_body_over_tls(tls_files):
     """TLS must not take the direct path (the bytes would go out in clear)."""
     size = 8 * MiB
-    key, cert = (str(p).replace(":", r"\:") for p in tls_files)
-    endpoint = f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+    endpoint = tls_endpoint(tls_files)
     with run_daphne(
         "--access-log", "/dev/null", "-e", endpoint, app=APP, listen=False
     ) as server:

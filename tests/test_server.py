@@ -21,7 +21,7 @@ from daphne.config import Config
 from daphne.server import Server, ServerError
 
 from .cli_apps import LIFESPAN_LOG, STARTUP_FAILURE
-from .conftest import ROOT, run_daphne
+from .conftest import ROOT, run_daphne, tls_endpoint
 
 APP = "tests.cli_apps:application"
 
@@ -460,8 +460,7 @@ def test_compat_names_are_importable():
 
 @pytest.fixture
 def tls_server(tls_files):
-    key, cert = (str(path).replace(":", r"\:") for path in tls_files)
-    endpoint = f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+    endpoint = tls_endpoint(tls_files)
     with run_daphne("-e", endpoint, app=APP, listen=False) as server:
         server.wait_listening()
         yield server

@@ -29,7 +29,7 @@ from websockets.asyncio.client import connect as async_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.conftest import run_daphne
+from tests.conftest import run_daphne, tls_endpoint
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -418,8 +418,7 @@ def test_proxy_headers_ignored_without_option(ws_server):
 def test_scope_scheme_wss_over_tls(tls_files):
     import ssl
 
-    key, cert = (str(path).replace(":", r"\:") for path in tls_files)
-    endpoint = f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+    endpoint = tls_endpoint(tls_files)
     with run_daphne(
         "--access-log", "/dev/null", "-e", endpoint, app=APP, listen=False
     ) as server:
