@@ -126,6 +126,27 @@ def error_page(status: int, detail: str = "") -> tuple[bytes, bytes]:
     return b"text/html; charset=utf-8", (body + "</body></html>\n").encode()
 
 
+def offered_subprotocols(headers: list[tuple[bytes, bytes]]) -> list[str]:
+    """The ``Sec-WebSocket-Protocol`` list, or HTTPError if it is invalid.
+
+    RFC 6455 makes each name a token, and browsers send nothing else. Other
+    names are refused rather than passed on: autobahn would strip and
+    re-encode them (as UTF-8), so the name accepted could differ from the one
+    offered, byte for byte.
+    """
+    names = []
+    for name, value in headers:
+        if name == b"sec-websocket-protocol":
+            for token in value.split(b","):
+                token = token.strip(b" \t")
+                if not token:
+                    continue
+                if not is_valid_header_name(token):
+                    raise HTTPError("Invalid Sec-WebSocket-Protocol name")
+                names.append(token.decode("ascii"))
+    return names
+
+
 def format_client(client: list | None) -> str | None:
     """``host:port`` (``[host]:port`` for IPv6) for log lines."""
     if client is None:
@@ -781,15 +802,7 @@ class HTTP11Protocol(protocol.Protocol):
             scope["type"] = "websocket"
             scope["asgi"] = {"version": "3.0", "spec_version": "2.4"}
             scope["scheme"] = WEBSOCKET_SCHEMES.get(scheme, scheme)
-            # Split and stripped as autobahn does, so that whatever the
-            # application picks from this list, autobahn accepts.
-            scope["subprotocols"] = [
-                token.strip()
-                for name, value in headers
-                if name == b"sec-websocket-protocol"
-                for token in value.decode("latin-1").split(",")
-                if token.strip()
-            ]
+            scope["subprotocols"] = offered_subprotocols(headers)
             scope["extensions"] = {"websocket.http.response": {}}
         return scope
 

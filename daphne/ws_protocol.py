@@ -410,9 +410,13 @@ class WebSocketProtocol(WebSocketServerProtocol):
                 lower = name.lower()
                 if lower in RESERVED_ACCEPT_HEADERS:
                     self.fail(f"Header {name!r} is the server's to send")
-                headers.setdefault(lower.decode("ascii"), []).append(
-                    value.decode("latin-1")
-                )
+                try:
+                    # (Autobahn writes the 101 as UTF-8: only UTF-8 values
+                    # reach the wire byte for byte.)
+                    text = value.decode("utf-8")
+                except UnicodeDecodeError:
+                    self.fail(f"Accept header {name!r} is not ASCII or UTF-8")
+                headers.setdefault(lower.decode("ascii"), []).append(text)
         except (TypeError, ValueError):
             self.fail("Accept headers must be an iterable of [name, value] pairs")
         self.stop_connect_timer()

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import pytest
 import txaio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from websockets.frames import Close, Opcode
 
-from daphne.hosts import ClientDisconnected
-from daphne.ws_protocol import Phase
+from daphne.hosts import ASGIProtocolError, ClientDisconnected
 from tests.test_http_protocol import UnreadTransport, one_response
 from tests.test_ws_protocol import close_frame, frame, opened, ws_connect
 
@@ -41,15 +42,50 @@ def test_no_data_frame_after_replying_to_the_client_close():
 
 
 @pytest.mark.parametrize(
-    "offer", [b"chat v2", b"a,\tb", b"chat\xa0"], ids=["inner-space", "tab", "nbsp"]
+    ("offer", "names"),
+    [(b"a,\tb", ["a", "b"]), (b" chat , , v2.json ", ["chat", "v2.json"])],
+    ids=["tab", "spaces-and-empty"],
 )
-def test_accepting_any_offered_subprotocol_answers_the_handshake(offer):
+def test_accepting_any_offered_subprotocol_answers_the_handshake(offer, names):
+    """Autobahn once tokenised the list differently from daphne: accepting a
+    name it did not know made the handshake hang."""
     conn = ws_connect()
     conn.handshake(extra=b"Sec-WebSocket-Protocol: " + offer + b"\r\n")
-    offered = conn.instance.scope["subprotocols"][-1]
-    conn.instance.send({"type": "websocket.accept", "subprotocol": offered})
-    assert conn.protocol.websocket.phase is not Phase.HANDSHAKE
-    assert conn.output().startswith(b"HTTP/1.1 ")
+    assert conn.instance.scope["subprotocols"] == names
+    conn.accept(subprotocol=names[-1])
+    assert b"Sec-WebSocket-Protocol: " + names[-1].encode() in conn.head
+
+
+@pytest.mark.parametrize(
+    "offer",
+    [b"chat v2", b"chat\xa0", b"\xe9", b"a;b"],
+    ids=["space", "nbsp", "latin1", "semi"],
+)
+def test_subprotocol_names_that_are_not_tokens_are_refused(offer):
+    """RFC 6455 names are tokens; autobahn would strip or re-encode others, so
+    the accepted name would not be the offered one, byte for byte."""
+    conn = ws_connect()
+    conn.handshake(extra=b"Sec-WebSocket-Protocol: " + offer + b"\r\n")
+    assert conn.host.instances == []
+    assert one_response(conn.output()).status == 400
+
+
+def test_accept_header_values_reach_the_wire_byte_for_byte():
+    conn = ws_connect()
+    conn.handshake()
+    conn.accept(headers=[(b"x-name", "é".encode())])
+    assert b"x-name: \xc3\xa9" in conn.head
+
+
+def test_accept_header_values_that_are_not_utf8_are_refused():
+    """Autobahn writes the 101 as UTF-8; a latin-1 byte would change on the way."""
+    conn = ws_connect()
+    conn.handshake()
+    with pytest.raises(ASGIProtocolError):
+        conn.instance.send(
+            {"type": "websocket.accept", "headers": [(b"x-name", b"\xe9")]}
+        )
+    assert one_response(conn.output()).status == 500
 
 
 def test_stalled_denial_response_does_not_hang_forever():
@@ -198,3 +234,35 @@ def test_function_options_stay_plain_functions_on_the_protocol_class():
     conn = opened()
     accept = conn.protocol.websocket.perMessageCompressionAccept
     assert accept(["offer"]) is None
+
+
+# Header values daphne accepts: visible latin-1, spaces, tabs, and plenty of
+# commas, so that splitting and stripping are exercised.
+protocol_values = st.text(
+    alphabet=st.sampled_from(list("ab9-_.~ ,\t\xa0\xe9") + [",", " "]),
+    min_size=1,
+    max_size=30,
+).map(lambda text: text.encode("latin-1"))
+
+
+@settings(max_examples=150, deadline=None)
+@given(value=protocol_values, pick=st.integers(min_value=0))
+def test_any_offered_subprotocol_can_be_accepted(value, pick):
+    """Whatever the client offers, each name daphne lists in
+    ``scope["subprotocols"]`` completes the handshake when accepted: the
+    list is split exactly as autobahn splits it (once, a tab made this hang)."""
+    conn = ws_connect()
+    conn.handshake(extra=b"Sec-WebSocket-Protocol: " + value + b"\r\n")
+    if not conn.host.instances:
+        # Refused before the application: a name that is not a token, or
+        # (autobahn) one offered twice.
+        assert one_response(conn.output()).status == 400
+        return
+    offered = conn.instance.scope["subprotocols"]
+    choice = offered[pick % len(offered)] if offered else None
+    conn.accept(subprotocol=choice)
+    if choice is not None:
+        # The very bytes the client offered (names are ASCII tokens).
+        parts = [part.strip(b" \t") for part in value.split(b",")]
+        assert choice.encode("ascii") in parts
+        assert b"Sec-WebSocket-Protocol: " + choice.encode("ascii") in conn.head
