@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 from typing import Any, TextIO
 
-__all__ = ["AccessLogGenerator"]
+__all__ = ["AccessLogGenerator", "format_client"]
 
 # Month names are spelled out here rather than using strftime's %b, which
 # follows the process locale.
@@ -35,6 +35,16 @@ _WEBSOCKET_VERBS = {
     "rejected": "WSREJECT",
     "disconnected": "WSDISCONNECT",
 }
+
+
+def format_client(client: list | None) -> str | None:
+    """A scope's ``client`` as log lines show it: ``host:port``,
+    ``[host]:port`` for IPv6, None when unknown (UNIX sockets)."""
+    if client is None:
+        return None
+    if ":" in client[0]:
+        return f"[{client[0]}]:{client[1]}"
+    return f"{client[0]}:{client[1]}"
 
 
 class AccessLogGenerator:

@@ -34,6 +34,7 @@ from twisted.internet.interfaces import (
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from .access import format_client
 from .config import Config
 from .hosts import ASGIProtocolError, Event, Host, Instance
 from .utils import (
@@ -42,7 +43,7 @@ from .utils import (
     is_valid_host,
     parse_x_forwarded_for,
 )
-from .ws_protocol import WebSocketFactory, WebSocketProtocol  # noqa: F401
+from .ws_protocol import WebSocketFactory, WebSocketProtocol
 
 logger = logging.getLogger(__name__)
 
@@ -145,15 +146,6 @@ def offered_subprotocols(headers: list[tuple[bytes, bytes]]) -> list[str]:
                     raise HTTPError("Invalid Sec-WebSocket-Protocol name")
                 names.append(token.decode("ascii"))
     return names
-
-
-def format_client(client: list | None) -> str | None:
-    """``host:port`` (``[host]:port`` for IPv6) for log lines."""
-    if client is None:
-        return None
-    if ":" in client[0]:
-        return f"[{client[0]}]:{client[1]}"
-    return f"{client[0]}:{client[1]}"
 
 
 def format_address(address: Any) -> list | None:

@@ -31,6 +31,7 @@ from autobahn.websocket.protocol import WebSocketProtocol as _Autobahn
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
+from .access import format_client
 from .config import Config
 from .hosts import ASGIProtocolError, ClientDisconnected, Event, Instance
 from .utils import is_valid_header_name, is_valid_header_value
@@ -613,8 +614,6 @@ class WebSocketProtocol(WebSocketServerProtocol):
             self.refuse(503)
 
     def log_access(self, action: str) -> None:
-        from .http_protocol import format_client
-
         client = format_client(self.scope["client"])
         self.conn.log_event(
             "websocket", action, {"path": self.log_path, "client": client}
