@@ -38,6 +38,7 @@ from .access import format_client
 from .config import Config
 from .hosts import ASGIProtocolError, Event, Host, Instance
 from .utils import (
+    header_problem,
     is_valid_header_name,
     is_valid_header_value,
     is_valid_host,
@@ -289,10 +290,9 @@ class HTTPRequest:
         app_date = app_server = app_close = False
         try:
             for name, value in event.get("headers", ()):
-                if type(name) is not bytes or type(value) is not bytes:
-                    self.fail("Response header names and values must be bytes")
-                if not is_valid_header_name(name) or not is_valid_header_value(value):
-                    self.fail(f"Invalid response header {name!r}: {value!r}")
+                problem = header_problem(name, value)
+                if problem is not None:
+                    self.fail(f"Response {problem}")
                 lower = name.lower()
                 if lower == b"content-length":
                     if not value.strip().isdigit() or self.length is not None:

@@ -20,6 +20,7 @@ from typing import Any
 
 __all__ = [
     "ImportTargetError",
+    "header_problem",
     "import_by_path",
     "is_valid_header_name",
     "is_valid_header_value",
@@ -178,6 +179,18 @@ def is_valid_header_value(value: bytes) -> bool:
     left for the caller to strip.
     """
     return _search_forbidden_value_byte(value) is None
+
+
+def header_problem(name: Any, value: Any) -> str | None:
+    """What is wrong with a header an application sends, or None.
+
+    Names must be bytes and RFC 9110 tokens; values bytes with no control
+    characters (so no header can split into two on the wire)."""
+    if type(name) is not bytes or type(value) is not bytes:
+        return "header names and values must be bytes"
+    if not is_valid_header_name(name) or not is_valid_header_value(value):
+        return f"invalid header {name!r}: {value!r}"
+    return None
 
 
 def is_valid_host(value: bytes) -> bool:

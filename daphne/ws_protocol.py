@@ -34,7 +34,7 @@ from twisted.python.failure import Failure
 from .access import format_client
 from .config import Config
 from .hosts import ASGIProtocolError, ClientDisconnected, Event, Instance
-from .utils import is_valid_header_name, is_valid_header_value
+from .utils import header_problem
 
 if TYPE_CHECKING:
     from .http_protocol import HTTP11Protocol, HTTPRequest
@@ -404,10 +404,9 @@ class WebSocketProtocol(WebSocketServerProtocol):
         headers: dict[str, list[str]] = {}
         try:
             for name, value in event.get("headers", ()):
-                if type(name) is not bytes or type(value) is not bytes:
-                    self.fail("Accept header names and values must be bytes")
-                if not is_valid_header_name(name) or not is_valid_header_value(value):
-                    self.fail(f"Invalid accept header {name!r}: {value!r}")
+                problem = header_problem(name, value)
+                if problem is not None:
+                    self.fail(f"websocket.accept {problem}")
                 lower = name.lower()
                 if lower in RESERVED_ACCEPT_HEADERS:
                     self.fail(f"Header {name!r} is the server's to send")

@@ -14,6 +14,7 @@ from twisted.web.http_headers import Headers
 
 from daphne.utils import (
     ImportTargetError,
+    header_problem,
     import_by_path,
     is_valid_header_name,
     is_valid_header_value,
@@ -539,3 +540,28 @@ def test_forwarded_arbitrary_twisted_headers_never_raise(addresses, others):
         headers.addRawHeader(b"X-Forwarded-Proto", value)
     result = parse_x_forwarded_for(headers, original_scheme="ws")
     check_result(result, None, "ws")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        (b"x-ok", b"fine value\t1", None),
+        ("x-str", b"1", "must be bytes"),
+        (b"x-str", "1", "must be bytes"),
+        (b"bad name", b"1", "invalid header"),
+        (b"x-split", b"a\r\nx-evil: 1", "invalid header"),
+        (b"", b"1", "invalid header"),
+    ],
+)
+def test_header_problem(name, value, problem):
+    found = header_problem(name, value)
+    if problem is None:
+        assert found is None
+    else:
+        assert problem in found
+
+
+@given(name=st.binary(max_size=12), value=st.binary(max_size=12))
+def test_header_problem_agrees_with_the_byte_checks(name, value):
+    valid = is_valid_header_name(name) and is_valid_header_value(value)
+    assert (header_problem(name, value) is None) == valid
