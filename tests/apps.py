@@ -25,11 +25,11 @@ def query(scope: dict) -> dict[str, str]:
 
 
 def jsonable(value):
-    """The scope as JSON: bytes as latin-1 text, tuples as lists."""
+    """``value`` as JSON-friendly data: bytes as latin-1 text, tuples as lists."""
     if isinstance(value, (bytes, bytearray)):
         return bytes(value).decode("latin-1")
     if isinstance(value, dict):
-        return {key: jsonable(item) for key, item in value.items()}
+        return {str(key): jsonable(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(item) for item in value]
     return value

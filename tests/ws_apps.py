@@ -22,27 +22,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from urllib.parse import parse_qs
+
+from tests.apps import jsonable, lifespan, query, respond
 
 #: Gates for ``/hold``: an HTTP ``GET /release?id=X`` opens gate ``X``.
 GATES: dict[str, asyncio.Event] = {}
-
-
-def query(scope: dict) -> dict[str, str]:
-    """The last value of each query parameter."""
-    parsed = parse_qs(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-    return {name: values[-1] for name, values in parsed.items()}
-
-
-def jsonable(value):
-    """``value`` as JSON-friendly data: bytes as latin-1 text, tuples as lists."""
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("latin-1")
-    if isinstance(value, dict):
-        return {str(key): jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(item) for item in value]
-    return value
 
 
 def report(kind: str, scope: dict, **fields) -> None:
@@ -310,17 +294,7 @@ async def http_app(scope, receive, send):
         body = b"released"
     elif scope["path"] == "/progress":
         body = str(FLOOD_SENT.get(query(scope).get("id", ""), -1)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-type", b"text/plain"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await respond(send, body=body)  # (one body event: daphne adds the length)
 
 
 async def application(scope, receive, send):
@@ -338,10 +312,4 @@ async def application(scope, receive, send):
             return
         await route(scope, receive, send)
     elif scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(scope, receive, send)
