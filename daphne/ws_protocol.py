@@ -159,7 +159,6 @@ class WebSocketProtocol(WebSocketServerProtocol):
         self.read_paused = False
         #: The application was started (onConnect), so its end is logged.
         self.connecting = False
-        self.disconnect_sent = False
         self.connect_call: Any = None
         self.lifetime_call: Any = None
         self.ping_call: Any = None
@@ -200,14 +199,7 @@ class WebSocketProtocol(WebSocketServerProtocol):
         # sends may reach autobahn's handshake parser again.
 
     def connection_lost(self, reason: Failure) -> None:
-        self.connectionLost(reason)
-        self.phase = Phase.CLOSED
-        self.cancel_timers()
-        self.stop_connect_timer()
-        if self.close_call is not None:
-            if self.close_call.active():
-                self.close_call.cancel()
-            self.close_call = None
+        self.connectionLost(reason)  # autobahn calls onClose, which tidies up
 
     # -- autobahn callbacks ----------------------------------------------------
 
@@ -259,9 +251,9 @@ class WebSocketProtocol(WebSocketServerProtocol):
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self.phase = Phase.CLOSED
         self.cancel_timers()
-        if not self.connecting or self.disconnect_sent:
+        if not self.connecting:
             return  # (refused by autobahn before the application heard of it)
-        self.disconnect_sent = True
+        # (Twisted reports a connection's loss once, so this runs once.)
         self.log_access("disconnected")
         instance = self.instance
         if instance is None:
@@ -531,19 +523,20 @@ class WebSocketProtocol(WebSocketServerProtocol):
 
     # -- timers -----------------------------------------------------------------
 
+    def cancel_timer(self, name: str) -> None:
+        call = getattr(self, name)
+        if call is not None:
+            if call.active():
+                call.cancel()
+            setattr(self, name, None)
+
     def stop_connect_timer(self) -> None:
-        if self.connect_call is not None:
-            if self.connect_call.active():
-                self.connect_call.cancel()
-            self.connect_call = None
+        self.cancel_timer("connect_call")
 
     def cancel_timers(self) -> None:
-        for name in ("lifetime_call", "ping_call"):
-            call = getattr(self, name)
-            if call is not None:
-                if call.active():
-                    call.cancel()
-                setattr(self, name, None)
+        """Every timer of this socket (the connection is closing or gone)."""
+        for name in ("connect_call", "lifetime_call", "ping_call", "close_call"):
+            self.cancel_timer(name)
 
     def connect_timed_out(self) -> None:
         self.connect_call = None
