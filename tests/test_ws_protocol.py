@@ -525,3 +525,42 @@ def test_messages_after_the_application_ended_are_dropped_and_the_end_logged():
     conn.send(close_frame(1000))
     conn.transport.loseConnection()
     assert [a for _, a, _ in conn.log] == ["connecting", "connected", "disconnected"]
+
+
+@pytest.mark.parametrize("reason", [b"bytes", 42], ids=["bytes", "int"])
+def test_close_reason_that_is_not_text_is_an_error(reason):
+    conn = opened()
+    with pytest.raises(ASGIProtocolError):
+        conn.instance.send({"type": "websocket.close", "code": 4000, "reason": reason})
+    (close,) = conn.frames()
+    assert Close.parse(close.data).code == 1011
+
+
+def test_long_close_reason_is_cut_to_the_frame_limit_on_a_character_boundary():
+    conn = opened()
+    conn.instance.send({"type": "websocket.close", "code": 4000, "reason": "é" * 100})
+    (close,) = conn.frames()
+    reason = Close.parse(close.data).reason
+    assert len(reason.encode()) <= 123
+    assert reason == "é" * len(reason)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [[b"x-only-a-name"], [(b"x", b"1", b"2")], 7],
+    ids=["not-pairs", "triples", "not-iterable"],
+)
+def test_malformed_accept_headers_are_refused_with_500(headers):
+    conn = ws_connect()
+    conn.handshake()
+    with pytest.raises(ASGIProtocolError):
+        conn.instance.send({"type": "websocket.accept", "headers": headers})
+    assert one_response(conn.output()).status == 500
+
+
+def test_unknown_event_type_on_an_open_socket_is_an_error():
+    conn = opened()
+    with pytest.raises(ASGIProtocolError):
+        conn.instance.send({"type": "http.response.start", "status": 200})
+    (close,) = conn.frames()
+    assert Close.parse(close.data).code == 1011
