@@ -104,6 +104,25 @@ class ServerSpec:
         return [part.format(bin=bindir, port=port) for part in argv]
 
 
+def uvicorn_argv(http: str, loop: str) -> tuple[str, ...]:
+    """uvicorn on ``app:application`` with the given parser and loop, quiet."""
+    return (
+        "{bin}/uvicorn",
+        "--host",
+        HOST,
+        "--port",
+        "{port}",
+        "--http",
+        http,
+        "--loop",
+        loop,
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "app:application",
+    )
+
+
 SERVERS: tuple[ServerSpec, ...] = (
     ServerSpec(
         key="daphne",
@@ -149,42 +168,14 @@ SERVERS: tuple[ServerSpec, ...] = (
         label="uvicorn h11+asyncio",
         venv="peers",
         distribution="uvicorn",
-        argv=(
-            "{bin}/uvicorn",
-            "--host",
-            HOST,
-            "--port",
-            "{port}",
-            "--http",
-            "h11",
-            "--loop",
-            "asyncio",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "app:application",
-        ),
+        argv=uvicorn_argv("h11", "asyncio"),
     ),
     ServerSpec(
         key="uvicorn-httptools",
         label="uvicorn httptools+uvloop",
         venv="peers",
         distribution="uvicorn",
-        argv=(
-            "{bin}/uvicorn",
-            "--host",
-            HOST,
-            "--port",
-            "{port}",
-            "--http",
-            "httptools",
-            "--loop",
-            "uvloop",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "app:application",
-        ),
+        argv=uvicorn_argv("httptools", "uvloop"),
     ),
     ServerSpec(
         key="hypercorn",
