@@ -12,9 +12,7 @@ Run it with daphne's virtualenv::
     .venv/bin/python benchmarks/autobahn_echo.py --port 8000
 """
 
-import argparse
-
-from raw_twisted import install_reactor
+from raw_twisted import serve
 
 
 def build_factory(reactor):
@@ -32,19 +30,5 @@ def build_factory(reactor):
     return factory
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    args = parser.parse_args(argv)
-
-    reactor = install_reactor()
-    from twisted.internet.endpoints import serverFromString
-
-    endpoint = serverFromString(reactor, f"tcp:{args.port}:interface={args.host}")
-    endpoint.listen(build_factory(reactor))
-    reactor.run()
-
-
 if __name__ == "__main__":
-    main()
+    serve(__doc__.splitlines()[0], build_factory)

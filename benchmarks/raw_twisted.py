@@ -35,7 +35,7 @@ def install_reactor():
     return reactor
 
 
-def build_factory():
+def build_factory(reactor):
     from twisted.internet.protocol import Factory, Protocol
 
     class CannedHello(Protocol):
@@ -55,8 +55,10 @@ def build_factory():
     return Factory.forProtocol(CannedHello)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def serve(description, build_factory, argv=None):
+    """Parse ``--host``/``--port``, then serve ``build_factory(reactor)`` on
+    daphne's reactor and loop until interrupted."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
@@ -65,9 +67,9 @@ def main(argv=None):
     from twisted.internet.endpoints import serverFromString
 
     endpoint = serverFromString(reactor, f"tcp:{args.port}:interface={args.host}")
-    endpoint.listen(build_factory())
+    endpoint.listen(build_factory(reactor))
     reactor.run()
 
 
 if __name__ == "__main__":
-    main()
+    serve(__doc__.splitlines()[0], build_factory)
