@@ -91,9 +91,7 @@ def test_accept_header_values_that_are_not_utf8_are_refused():
 def test_stalled_denial_response_does_not_hang_forever():
     conn = ws_connect(websocket_connect_timeout=5)
     conn.handshake()
-    conn.instance.send(
-        {"type": "websocket.http.response.start", "status": 401, "headers": []}
-    )
+    conn.deny()
     conn.advance(3600)
     assert not conn.open
 
@@ -170,12 +168,7 @@ def test_drop_during_held_handshake_then_late_accept_is_dropped():
 def test_drop_while_denial_streams_delivers_one_disconnect():
     conn = ws_connect()
     conn.handshake()
-    conn.instance.send(
-        {"type": "websocket.http.response.start", "status": 401, "headers": []}
-    )
-    conn.instance.send(
-        {"type": "websocket.http.response.body", "body": b"x", "more_body": True}
-    )
+    conn.deny(b"x")
     conn.transport.loseConnection()
     sink = conn.instance.sink
     body = {"type": "websocket.http.response.body", "body": b"y"}
@@ -218,9 +211,7 @@ def test_no_timer_survives_a_server_close_answered_by_the_client():
 def test_shutdown_during_denial_lets_it_finish():
     conn = ws_connect()
     conn.handshake()
-    conn.instance.send(
-        {"type": "websocket.http.response.start", "status": 401, "headers": []}
-    )
+    conn.deny()
     conn.protocol.shutdown()
     conn.instance.send({"type": "websocket.http.response.body", "body": b"no"})
     response = one_response(conn.output())

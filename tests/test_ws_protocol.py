@@ -65,6 +65,20 @@ class WSConn(Conn):
         self.head = head
         self.transport.clear()
 
+    def deny(self, first_chunk: bytes | None = None) -> None:
+        """Start a 401 denial response, and its body if ``first_chunk``."""
+        self.instance.send(
+            {"type": "websocket.http.response.start", "status": 401, "headers": []}
+        )
+        if first_chunk is not None:
+            self.instance.send(
+                {
+                    "type": "websocket.http.response.body",
+                    "body": first_chunk,
+                    "more_body": True,
+                }
+            )
+
     def frames(self) -> list[Frame]:
         """Frames the server wrote since the last call."""
         reader = StreamReader()
@@ -504,12 +518,7 @@ def test_shutdown_refuses_a_held_handshake_with_503():
 def test_client_bytes_after_a_refusal_never_reach_the_handshake_parser():
     conn = ws_connect()
     conn.handshake()
-    conn.instance.send(
-        {"type": "websocket.http.response.start", "status": 401, "headers": []}
-    )
-    conn.instance.send(
-        {"type": "websocket.http.response.body", "body": b"x", "more_body": True}
-    )
+    conn.deny(b"x")
     conn.send(upgrade_request(b"/again"))  # while the denial streams
     assert len(conn.host.instances) == 1
     conn.instance.send({"type": "websocket.http.response.body", "body": b"y"})
