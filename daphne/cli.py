@@ -14,8 +14,10 @@ from typing import Any, NoReturn, TextIO
 
 from . import __version__
 from .access import AccessLogGenerator
-from .config import Config, ConfigError
+from .config import INTERFACES, Config, ConfigError
 from .endpoints import build_endpoint_description_strings
+from .hosts import INTERFACE_NAMES, TargetError, detect_interface
+from .hosts.layer import LAYER_HTTP_TIMEOUT, layer_config
 from .server import Server, ServerError, install_reactor
 from .utils import ImportTargetError, import_by_path
 
@@ -68,7 +70,10 @@ _seconds.__name__ = "number of seconds"
 class CommandLineInterface:
     """Parses ``daphne`` arguments and runs :attr:`server_class`."""
 
-    description = "Serve an ASGI application over HTTP/1.1 with Twisted."
+    description = (
+        "Serve an ASGI application, or a channel layer and its workers, over "
+        "HTTP/1.1 and WebSocket with Twisted."
+    )
     server_class: type = Server
 
     def __init__(self) -> None:
@@ -133,7 +138,8 @@ class CommandLineInterface:
             type=_seconds,
             metavar="SECONDS",
             help="answer 503 to a request without a complete response after this "
-            "many seconds; a response already streaming is cut (default: none)",
+            "many seconds; a response already streaming is cut (default: none; "
+            f"{LAYER_HTTP_TIMEOUT:g} with a channel layer)",
         )
         http.add_argument(
             "--request-head-timeout",
@@ -193,9 +199,9 @@ class CommandLineInterface:
             dest="websocket_timeout",
             type=_seconds,
             metavar="SECONDS",
-            default=defaults.websocket_timeout,
             help="close a WebSocket open longer than this many seconds; negative "
-            "means never (default: %(default)s)",
+            f"means never (default: {defaults.websocket_timeout:g}; with a "
+            "channel layer, its group_expiry)",
         )
         ws.add_argument(
             "--websocket_connect_timeout",
@@ -242,6 +248,13 @@ class CommandLineInterface:
 
         app = parser.add_argument_group("application")
         app.add_argument(
+            "--interface",
+            choices=INTERFACES,
+            default=defaults.interface,
+            help="what the target is: a channel-layer, an asgi3 or asgi2 "
+            "application, or auto to tell by its interface (default: %(default)s)",
+        )
+        app.add_argument(
             "--application-close-timeout",
             type=_seconds,
             metavar="SECONDS",
@@ -264,6 +277,28 @@ class CommandLineInterface:
             default=defaults.shutdown_timeout,
             help="on SIGINT/SIGTERM, seconds in-flight requests get to finish "
             "(default: %(default)s)",
+        )
+
+        layer = parser.add_argument_group(
+            "channel layer mode",
+            "When the target is an ASGI v1 channel layer, daphne sends every "
+            "request and WebSocket event to it for workers to answer.",
+        )
+        layer.add_argument(
+            "--force-sync",
+            action="store_true",
+            help="poll the layer for replies even if it offers a Twisted receive",
+        )
+        layer.add_argument(
+            "--ws-protocol",
+            dest="ws_protocols",
+            nargs="+",
+            action="extend",
+            default=[],
+            metavar="PROTOCOL",
+            help="WebSocket subprotocols to agree to: the first one the client "
+            "offers that is listed (put this after the target, or it takes the "
+            "target for a protocol)",
         )
 
         proxy = parser.add_argument_group("behind a proxy")
@@ -312,7 +347,7 @@ class CommandLineInterface:
         add(
             "application",
             metavar="module.path:object.path",
-            help="the ASGI application to serve",
+            help="the ASGI application, or the channel layer, to serve",
         )
         add("--version", action="version", version=f"daphne {__version__}")
         return parser
@@ -339,6 +374,9 @@ class CommandLineInterface:
             install_reactor()
             sys.path.insert(0, ".")
             application = self.load_application(options.application)
+            interface = detect_interface(application, options.interface)
+            if interface == "channel-layer":
+                config = layer_config(config, application, self.explicit(options))
             access_log = self.open_access_log(options)
             self.server = self.server_class(
                 application=application,
@@ -348,12 +386,19 @@ class CommandLineInterface:
                 **self.legacy_kwargs(config),
             )
             logger.info(
-                "Starting server at %s, application %s",
+                "Starting server at %s, %s %s",
                 ", ".join(endpoints),
+                INTERFACE_NAMES[interface],
                 options.application,
             )
             self.server.run()
-        except (ConfigError, ImportTargetError, ServerError, ValueError) as exc:
+        except (
+            ConfigError,
+            ImportTargetError,
+            ServerError,
+            TargetError,
+            ValueError,
+        ) as exc:
             self.fail(str(exc))
 
     def fail(self, message: str) -> NoReturn:
@@ -395,7 +440,11 @@ class CommandLineInterface:
             request_body_timeout=options.request_body_timeout,
             max_request_body_size=options.max_request_body_size or None,
             server_name=None if options.no_server_name else options.server_name,
-            websocket_timeout=never_if_negative(options.websocket_timeout),
+            websocket_timeout=(
+                Config.websocket_timeout
+                if options.websocket_timeout is None
+                else never_if_negative(options.websocket_timeout)
+            ),
             websocket_connect_timeout=never_if_negative(
                 options.websocket_connect_timeout
             ),
@@ -405,6 +454,9 @@ class CommandLineInterface:
             ping_timeout=options.ping_timeout,
             application_close_timeout=options.application_close_timeout,
             lifespan=options.lifespan,
+            interface=options.interface,
+            force_sync=options.force_sync,
+            ws_protocols=tuple(options.ws_protocols),
             shutdown_timeout=options.shutdown_timeout,
             root_path=options.root_path,
             proxy_forwarded_address_header=address,
@@ -453,14 +505,19 @@ class CommandLineInterface:
             + options.socket_strings
         )
 
+    @staticmethod
+    def explicit(options: argparse.Namespace) -> set[str]:
+        """Config fields given on the command line whose defaults depend on
+        the mode."""
+        return {
+            name
+            for name in ("http_timeout", "websocket_timeout")
+            if getattr(options, name) is not None
+        }
+
     def load_application(self, path: str) -> Any:
-        target = import_by_path(path)
-        if not callable(target):
-            raise ImportTargetError(
-                f"{path!r} is not an ASGI application "
-                f"({type(target).__name__} object is not callable)"
-            )
-        return target
+        """The object ``path`` names (an application or a channel layer)."""
+        return import_by_path(path)
 
     def open_access_log(self, options: argparse.Namespace) -> Any:
         stream: TextIO | None = None

@@ -17,6 +17,9 @@ AccessLogger = Callable[[str, str, dict], None]
 
 MiB = 1024 * 1024
 
+#: The kinds of target daphne serves (``Config.interface``).
+INTERFACES = ("auto", "channel-layer", "asgi3", "asgi2")
+
 
 class ConfigError(ValueError):
     """A configuration value makes no sense; the message names the option."""
@@ -66,6 +69,9 @@ class Config:
     ping_timeout: float = 30.0
 
     # -- Application -----------------------------------------------------
+    #: What the target is: ``auto`` (told by its interface), ``channel-layer``,
+    #: ``asgi3`` or ``asgi2``.
+    interface: str = "auto"
     #: How long an application instance may outlive its connection.
     application_close_timeout: float = 10.0
     #: Client events queued for an application instance before reading pauses.
@@ -73,6 +79,13 @@ class Config:
     #: ``auto``, ``on`` or ``off``.
     lifespan: str = "auto"
     root_path: str = ""
+
+    # -- Channel layer mode ----------------------------------------------
+    #: Poll the layer for replies even if it offers a Twisted receive.
+    force_sync: bool = False
+    #: WebSocket subprotocols the server agrees to, in channel-layer mode
+    #: (the first one the client offers that is listed here is chosen).
+    ws_protocols: tuple[str, ...] = ()
 
     # -- Proxies ---------------------------------------------------------
     #: Header names trusted for the client address, port and scheme; ``None``
@@ -133,6 +146,9 @@ class Config:
                 raise ConfigError(f"{name} must not be 0 (negative means never)")
         if self.max_request_body_size is not None and self.max_request_body_size < 0:
             raise ConfigError("max_request_body_size must not be negative")
+        if self.interface not in INTERFACES:
+            raise ConfigError(f"interface must be one of {', '.join(INTERFACES)}")
+        self.ws_protocols = tuple(self.ws_protocols)
         if self.lifespan not in ("auto", "on", "off"):
             raise ConfigError("lifespan must be one of auto, on, off")
         if self.verbosity not in (0, 1, 2, 3):

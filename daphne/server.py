@@ -20,7 +20,9 @@ from twisted.internet import defer
 
 from .config import Config
 from .endpoints import EndpointError, server_endpoint
+from .hosts import INTERFACE_NAMES, TargetError, detect_interface
 from .hosts.app import AppHost, Lifespan, LifespanFailure
+from .hosts.layer import LayerHost, layer_config
 from .http_protocol import HTTPFactory
 
 logger = logging.getLogger(__name__)
@@ -44,6 +46,9 @@ CONFIG_KWARGS = frozenset(
         "server_name",
         "lifespan",
         "shutdown_timeout",
+        "interface",
+        "force_sync",
+        "ws_protocols",
     }
 )
 
@@ -90,7 +95,8 @@ def install_reactor() -> Any:
 
 
 class Server:
-    """Serves one application on any number of Twisted endpoints."""
+    """Serves one application, or one channel layer, on any number of
+    Twisted endpoints."""
 
     def __init__(
         self,
@@ -119,6 +125,13 @@ class Server:
             options["root_path"] = ""
         self.config = (config or Config()).replace(**options)
         self.application = application
+        try:
+            #: ``channel-layer``, ``asgi3`` or ``asgi2``
+            self.interface = detect_interface(application, self.config.interface)
+        except TargetError as exc:
+            raise ServerError(str(exc)) from None
+        if self.interface == "channel-layer":
+            self.config = layer_config(self.config, application, set(options))
         self.endpoints = sorted(endpoints or [])
         if not self.endpoints:
             raise ServerError("No endpoints to listen on")
@@ -151,8 +164,16 @@ class Server:
             raise ServerError(str(exc)) from None
         # The reactor's own loop: not asyncio's "current" one, which may differ.
         loop = getattr(reactor, "_asyncioEventloop", None)
-        self.host = AppHost(self.application, self.config, reactor, loop=loop)
-        self.lifespan = Lifespan(self.host, self.config.lifespan)
+        self.host: AppHost | LayerHost
+        self.lifespan: Lifespan | None = None
+        if self.interface == "channel-layer":
+            self.host = LayerHost(self.application, self.config, reactor, loop=loop)
+        else:
+            self.host = AppHost(
+                self.application, self.config, reactor, loop, self.interface
+            )
+            self.lifespan = Lifespan(self.host, self.config.lifespan)
+        logger.debug("Serving a %s", INTERFACE_NAMES[self.interface])
         self.factory = HTTPFactory(
             self.config, self.host, reactor, access_log=self.action_logger
         )
@@ -188,7 +209,10 @@ class Server:
 
     async def _start(self) -> None:
         try:
-            await self.lifespan.startup()
+            if self.lifespan is not None:
+                await self.lifespan.startup()
+            else:
+                await self.host.start_reading()
             self._started = True
             for description, endpoint in self._endpoints:
                 await self._listen(description, endpoint)
@@ -268,7 +292,7 @@ class Server:
         # Instances still running (cut off, or working after their response)
         # get what is left of the grace period, then are cancelled.
         await self.host.close(max(0.0, deadline - loop.time()))
-        if self._started:
+        if self._started and self.lifespan is not None:
             try:
                 await asyncio.wait_for(
                     self.lifespan.shutdown(), self.config.shutdown_timeout

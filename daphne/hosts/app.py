@@ -15,7 +15,7 @@ import logging
 from collections import deque
 from typing import Any
 
-from asgiref.compatibility import guarantee_single_callable
+from asgiref.compatibility import double_to_single_callable, guarantee_single_callable
 
 from ..config import Config
 from . import Event, Scope, Sink
@@ -32,8 +32,14 @@ class AppHost:
         config: Config,
         reactor: Any,
         loop: asyncio.AbstractEventLoop | None = None,
+        interface: str = "auto",
     ) -> None:
-        self.application = guarantee_single_callable(application)
+        if interface == "asgi3":
+            self.application = application
+        elif interface == "asgi2":
+            self.application = double_to_single_callable(application)
+        else:
+            self.application = guarantee_single_callable(application)
         self.config = config
         self.reactor = reactor
         self._loop = loop

@@ -1,0 +1,791 @@
+"""LayerHost: serves through a channel layer (ASGI v1) instead of an application.
+
+Each request or WebSocket becomes messages on the layer's well-known channels
+(``http.request``, ``http.disconnect``, ``websocket.connect``,
+``websocket.receive``, ``websocket.disconnect``), in exactly the shapes the
+original Daphne 1.x sent, so workers written for it run unchanged. Workers
+answer on the connection's reply channel: one process-specific channel
+``daphne.response.<random>!`` for the whole server, with one name under it per
+connection. A reply reader receives on it and routes each reply to its
+connection, translated into the ASGI 3 events the protocol objects take.
+
+This module is the only place that knows ASGI v1 message shapes; the
+protocol classes are the same as for applications.
+
+Reply readers, best first:
+
+* :class:`AsyncReader`, for layers whose ``send``/``receive`` are coroutines
+  (Channels 4 layers such as ``channels_redis``): one ``receive`` per
+  connection, on the reactor's asyncio loop;
+* :class:`TwistedReader`, for layers with the ``twisted`` extension
+  (``daphne.layers.InMemoryChannelLayer``, ``asgi_redis`` with txredisapi):
+  the layer wakes the reactor when a reply arrives, so nothing polls;
+* :class:`PollingReader`, for any other layer (or ``--force-sync``): a
+  non-blocking ``receive`` whose delay shrinks under traffic and grows when
+  idle, and which stops while no connection awaits a reply.
+
+A layer that raises is logged and answered (503, close 1011/1013); readers
+back off and carry on, so service resumes when the backend returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import random
+import string
+from collections import deque
+from typing import Any
+
+from ..config import Config
+from ..http_protocol import error_page
+from ..layers.base import ChannelFull, MessageTooLarge
+from . import ASGIProtocolError, ClientDisconnected, Event, Scope, Sink
+
+logger = logging.getLogger(__name__)
+
+#: Default ``http_timeout`` in channel-layer mode: a worker that never answers
+#: must not hold a request (and its connection) forever.
+LAYER_HTTP_TIMEOUT = 120.0
+#: ``websocket_timeout`` when the layer has no ``group_expiry``.
+DEFAULT_GROUP_EXPIRY = 86400.0
+
+#: Keys a WebSocket reply may carry.
+WEBSOCKET_REPLY_KEYS = frozenset({"accept", "text", "bytes", "close"})
+
+_random = random.SystemRandom()
+
+
+def random_name(length: int = 10) -> str:
+    return "".join(_random.choices(string.ascii_letters, k=length))
+
+
+def is_async_layer(layer: Any) -> bool:
+    """Whether ``layer`` is an asyncio layer (Channels 4 style)."""
+    return inspect.iscoroutinefunction(getattr(layer, "send", None))
+
+
+def is_channel_layer(target: Any) -> bool:
+    """Whether ``target`` looks like a channel layer rather than an application."""
+    return all(
+        callable(getattr(target, name, None))
+        for name in ("send", "receive", "new_channel")
+    )
+
+
+def layer_config(config: Config, layer: Any, explicit: set[str]) -> Config:
+    """``config`` with channel-layer defaults for the fields not in ``explicit``:
+    a 120 s HTTP timeout, and WebSocket lifetime from the layer's group expiry
+    (a socket outliving its group memberships would stop getting messages)."""
+    changes: dict[str, Any] = {}
+    if "http_timeout" not in explicit and config.http_timeout is None:
+        changes["http_timeout"] = LAYER_HTTP_TIMEOUT
+    if "websocket_timeout" not in explicit:
+        expiry = getattr(layer, "group_expiry", None)
+        if isinstance(expiry, (int, float)) and expiry > 0:
+            changes["websocket_timeout"] = float(expiry)
+        else:
+            changes["websocket_timeout"] = DEFAULT_GROUP_EXPIRY
+    return config.replace(**changes) if changes else config
+
+
+class InvalidReply(ASGIProtocolError):
+    """A worker's reply message does not fit the ASGI v1 shapes."""
+
+
+class LayerHost:
+    """Starts one :class:`LayerInstance` per request or WebSocket."""
+
+    def __init__(
+        self,
+        layer: Any,
+        config: Config,
+        reactor: Any,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.layer = layer
+        self.config = config
+        self.reactor = reactor
+        self._loop = loop
+        self.is_async = is_async_layer(layer)
+        self.ChannelFull = getattr(layer, "ChannelFull", ChannelFull)
+        self.MessageTooLarge = getattr(layer, "MessageTooLarge", MessageTooLarge)
+        #: The process-specific channel replies arrive on (an asyncio layer
+        #: names it itself, in :meth:`start_reading`).
+        self.prefix = f"daphne.response.{random_name()}!"
+        #: reply channel -> the instance awaiting replies on it
+        self.instances: dict[str, LayerInstance] = {}
+        self.reader: Reader = self._choose_reader()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_event_loop()
+        return self._loop
+
+    def _choose_reader(self) -> Reader:
+        if self.is_async:
+            return AsyncReader(self)
+        extensions = getattr(self.layer, "extensions", ()) or ()
+        if "twisted" in extensions and not self.config.force_sync:
+            return TwistedReader(self)
+        return PollingReader(self)
+
+    # -- Host ----------------------------------------------------------------
+
+    def start(self, scope: Scope, sink: Sink) -> LayerInstance:
+        if scope["type"] == "websocket":
+            return WebSocketInstance(self, scope, sink)
+        return HTTPInstance(self, scope, sink)
+
+    # -- the reply reader --------------------------------------------------------
+
+    async def start_reading(self) -> None:
+        await self.reader.start()
+        logger.info("%s", self.reader.description)
+
+    async def close(self, timeout: float) -> None:
+        """Stop the reader (the server has closed every connection)."""
+        self.reader.stop()
+
+    def register(self, instance: LayerInstance) -> str:
+        channel = self.prefix + random_name()
+        while channel in self.instances:
+            channel = self.prefix + random_name()
+        self.instances[channel] = instance
+        self.reader.registered(channel)
+        return channel
+
+    def unregister(self, channel: str) -> None:
+        if self.instances.pop(channel, None) is not None:
+            self.reader.unregistered(channel)
+
+    def dispatch(self, channel: str, message: Any) -> None:
+        """Route one reply to its connection."""
+        instance = self.instances.get(channel)
+        if instance is None:
+            logger.debug("Dropped a reply for %s: no such connection (any more)", channel)
+            return
+        instance.reply(message)
+
+    # -- sending -------------------------------------------------------------------
+
+    def send(self, instance: LayerInstance, channel: str, message: dict) -> None:
+        """Send ``message``; a failure is reported to ``instance.send_failed``
+        (always later, never from inside this call)."""
+        self.reader.activity()
+        if self.is_async:
+            if instance.outbox is None:
+                instance.outbox = deque()
+            instance.outbox.append((channel, message))
+            if len(instance.outbox) == 1:
+                self.loop.create_task(self._drain(instance))
+            return
+        try:
+            self.layer.send(channel, message)
+        except Exception as exc:
+            self.reactor.callLater(0, instance.send_failed, channel, exc)
+
+    async def _drain(self, instance: LayerInstance) -> None:
+        # One task per connection at a time keeps its messages in order.
+        outbox = instance.outbox
+        while outbox:
+            channel, message = outbox[0]
+            try:
+                await self.layer.send(channel, message)
+            except Exception as exc:
+                instance.send_failed(channel, exc)
+            outbox.popleft()
+
+
+class LayerInstance:
+    """One connection's exchange with the workers, seen as an ASGI instance."""
+
+    __slots__ = ("host", "scope", "sink", "channel", "ended", "replying", "outbox")
+
+    def __init__(self, host: LayerHost, scope: Scope, sink: Sink) -> None:
+        self.host = host
+        self.scope = scope
+        self.sink = sink
+        self.ended = False
+        #: A reply is being delivered; its end is reported after it.
+        self.replying = False
+        #: Messages not yet sent (asyncio layers only).
+        self.outbox: deque[tuple[str, dict]] | None = None
+        self.channel = host.register(self)
+
+    # -- Instance ------------------------------------------------------------
+
+    def put(self, event: Event) -> bool:
+        raise NotImplementedError
+
+    def pause_sending(self) -> None:
+        pass  # (a worker cannot be told to wait: its replies are buffered)
+
+    def resume_sending(self) -> None:
+        pass
+
+    def disconnected(self) -> None:
+        self.host.unregister(self.channel)
+        self.end_soon()
+
+    # -- the end -----------------------------------------------------------------
+
+    def end(self, exc: BaseException | None = None) -> None:
+        """Report the end of the exchange to the protocol (once)."""
+        if self.ended:
+            return
+        self.ended = True
+        self.host.unregister(self.channel)
+        self.sink.application_finished(exc)
+
+    def end_soon(self, exc: BaseException | None = None) -> None:
+        """:meth:`end`, from a fresh call stack (the protocol may be in the
+        middle of calling us), unless a reply being delivered will end it."""
+        if not self.ended and not self.replying:
+            self.host.reactor.callLater(0, self.end, exc)
+
+    # -- replies ---------------------------------------------------------------
+
+    def reply(self, message: Any) -> None:
+        """Deliver one reply message from a worker."""
+        self.replying = True
+        try:
+            if type(message) is not dict:
+                raise InvalidReply(f"A reply must be a dict, not {type(message)}")
+            self.handle(message)
+        except InvalidReply as exc:
+            logger.error("Invalid reply on %s: %s", self.channel, exc)
+            self.refused(exc)
+        except ClientDisconnected:
+            pass  # the socket closed meanwhile; its disconnect is on its way
+        except ASGIProtocolError as exc:
+            # (The protocol has logged it and answered 500 or closed 1011.)
+            self.refused(exc)
+        except Exception as exc:
+            logger.exception("Could not deliver a reply on %s", self.channel)
+            self.refused(InvalidReply(str(exc)))
+        finally:
+            self.replying = False
+
+    def handle(self, message: dict) -> None:
+        raise NotImplementedError
+
+    def refused(self, exc: ASGIProtocolError) -> None:
+        """A reply could not be delivered: end the exchange as an error."""
+        self.end(exc)
+
+    def send_failed(self, channel: str, exc: Exception) -> None:
+        raise NotImplementedError
+
+    def log_send_failure(self, channel: str, exc: Exception, outcome: str) -> None:
+        if isinstance(exc, self.host.ChannelFull):
+            logger.warning("Channel %s is full: %s", channel, outcome)
+        else:
+            logger.error(
+                "Could not send to channel %s (%s: %s): %s",
+                channel,
+                type(exc).__name__,
+                exc,
+                outcome,
+            )
+
+
+class HTTPInstance(LayerInstance):
+    """A request: one ``http.request`` with the whole body, replies
+    ``{status, headers, content, more_content}``, then ``http.disconnect``."""
+
+    __slots__ = ("chunks", "request_sent", "started", "disconnect_sent")
+
+    def __init__(self, host: LayerHost, scope: Scope, sink: Sink) -> None:
+        super().__init__(host, scope, sink)
+        self.chunks: list[bytes] = []
+        self.request_sent = False
+        self.started = False
+        self.disconnect_sent = False
+        # The worker needs the whole body: let a client that waits for
+        # "100 Continue" send it.
+        sink.receive_requested()
+
+    def put(self, event: Event) -> bool:
+        kind = event["type"]
+        if kind == "http.request":
+            self.chunks.append(event.get("body", b""))
+            if not event.get("more_body", False):
+                self.send_request()
+        elif kind == "http.disconnect":
+            if self.request_sent and not self.disconnect_sent:
+                self.disconnect_sent = True
+                self.host.send(
+                    self,
+                    "http.disconnect",
+                    {"reply_channel": self.channel, "path": self.scope["path"]},
+                )
+            self.host.unregister(self.channel)
+            self.end_soon()
+        return True
+
+    def send_request(self) -> None:
+        scope = self.scope
+        chunks, self.chunks = self.chunks, []
+        self.request_sent = True
+        self.host.send(
+            self,
+            "http.request",
+            {
+                "reply_channel": self.channel,
+                "http_version": scope["http_version"],
+                "method": scope["method"],
+                "path": scope["path"],
+                "root_path": scope["root_path"],
+                "scheme": scope["scheme"],
+                "query_string": scope["query_string"],
+                "headers": scope["headers"],
+                "body": chunks[0] if len(chunks) == 1 else b"".join(chunks),
+                "client": scope["client"],
+                "server": scope["server"],
+            },
+        )
+
+    def handle(self, message: dict) -> None:
+        sink = self.sink
+        if not self.started:
+            status = message.get("status")
+            if status is None:
+                raise InvalidReply("The first reply to a request must have a status")
+            self.started = True
+            sink.handle_reply(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": reply_headers(message.get("headers")),
+                }
+            )
+        elif "status" in message:
+            raise InvalidReply("A status in a later reply (the response has begun)")
+        more = bool(message.get("more_content", False))
+        sink.handle_reply(
+            {
+                "type": "http.response.body",
+                "body": message.get("content", b""),
+                "more_body": more,
+            }
+        )
+        if not more:
+            self.end()
+
+    def send_failed(self, channel: str, exc: Exception) -> None:
+        if channel != "http.request" or self.ended:
+            # (A lost http.disconnect is not the client's problem.)
+            self.log_send_failure(channel, exc, "ignored")
+            return
+        self.request_sent = False  # the worker never heard of this request
+        if isinstance(exc, self.host.ChannelFull):
+            status, detail = 503, "Request queue full."
+        elif isinstance(exc, self.host.MessageTooLarge):
+            status, detail = 413, "The request is too large for the channel layer."
+        else:
+            status, detail = 503, "The channel layer is unavailable."
+        self.log_send_failure(channel, exc, f"answered {status}")
+        self.respond(status, detail)
+
+    def respond(self, status: int, detail: str) -> None:
+        """Answer with an error page of daphne's own, and end."""
+        content_type, body = error_page(status, detail)
+        self.replying = True
+        try:
+            self.sink.handle_reply(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [(b"content-type", content_type)],
+                }
+            )
+            self.sink.handle_reply({"type": "http.response.body", "body": body})
+        except ASGIProtocolError:
+            pass  # (the response had begun: the protocol ends it)
+        finally:
+            self.replying = False
+        self.end()
+
+
+class WebSocketInstance(LayerInstance):
+    """A WebSocket: ``websocket.connect``, ``.receive`` (numbered by
+    ``order``) and ``.disconnect``; replies ``{accept, text, bytes, close}``."""
+
+    __slots__ = ("order", "accepted", "muted")
+
+    def __init__(self, host: LayerHost, scope: Scope, sink: Sink) -> None:
+        super().__init__(host, scope, sink)
+        #: Frames received so far.
+        self.order = 0
+        self.accepted = False
+        #: The layer refused a message: no more are sent for this socket.
+        self.muted = False
+
+    def put(self, event: Event) -> bool:
+        if self.muted:
+            if event["type"] == "websocket.disconnect":
+                self.host.unregister(self.channel)
+                self.end_soon()
+            return True
+        kind = event["type"]
+        scope = self.scope
+        if kind == "websocket.receive":
+            self.order += 1
+            message = {
+                "reply_channel": self.channel,
+                "path": scope["path"],
+                "order": self.order,
+            }
+            if event.get("bytes") is not None:
+                message["bytes"] = event["bytes"]
+            else:
+                message["text"] = event["text"]
+            self.host.send(self, "websocket.receive", message)
+        elif kind == "websocket.connect":
+            self.host.send(
+                self,
+                "websocket.connect",
+                {
+                    "reply_channel": self.channel,
+                    "path": scope["path"],
+                    "headers": scope["headers"],
+                    "query_string": scope["query_string"],
+                    "client": scope["client"],
+                    "server": scope["server"],
+                    "order": 0,
+                },
+            )
+        elif kind == "websocket.disconnect":
+            self.host.send(
+                self,
+                "websocket.disconnect",
+                {
+                    "reply_channel": self.channel,
+                    "code": event["code"],
+                    "path": scope["path"],
+                    "order": self.order + 1,
+                },
+            )
+            self.host.unregister(self.channel)
+            self.end_soon()
+        return True
+
+    def handle(self, message: dict) -> None:
+        unknown = message.keys() - WEBSOCKET_REPLY_KEYS
+        if unknown:
+            raise InvalidReply(f"Unknown keys in a WebSocket reply: {sorted(unknown)}")
+        text = message.get("text")
+        data = message.get("bytes")
+        if text is not None and data is not None:
+            raise InvalidReply("A WebSocket reply may carry text or bytes, not both")
+        close = message.get("close")
+        send = self.sink.handle_reply
+        if not self.accepted:
+            accept = message.get("accept")
+            if accept is False:
+                send({"type": "websocket.close"})  # refused: 403
+                return
+            if accept or text is not None or data is not None:
+                self.accepted = True  # (sending accepts implicitly)
+                send({"type": "websocket.accept", "subprotocol": self.subprotocol()})
+        if text is not None:
+            send({"type": "websocket.send", "text": text})
+        elif data is not None:
+            send({"type": "websocket.send", "bytes": data})
+        if close:
+            if close is True:
+                close = 1000
+            elif not isinstance(close, int):
+                raise InvalidReply(f"Invalid close value {close!r}")
+            send({"type": "websocket.close", "code": close})
+
+    def refused(self, exc: ASGIProtocolError) -> None:
+        # The socket stays this instance's until it closes, so that the
+        # workers still hear of its disconnect.
+        if isinstance(exc, InvalidReply):
+            if self.accepted:
+                self.fail(1011)
+            else:
+                self.deny(500, "")
+
+    def fail(self, code: int) -> None:
+        """Close an accepted socket with ``code``."""
+        self.deliver({"type": "websocket.close", "code": code})
+
+    def deny(self, status: int, detail: str) -> None:
+        """Refuse the handshake with an error page of daphne's own."""
+        content_type, body = error_page(status, detail)
+        self.deliver(
+            {
+                "type": "websocket.http.response.start",
+                "status": status,
+                "headers": [(b"content-type", content_type)],
+            },
+            {"type": "websocket.http.response.body", "body": body},
+        )
+
+    def deliver(self, *events: Event) -> None:
+        replying, self.replying = self.replying, True
+        try:
+            for event in events:
+                self.sink.handle_reply(event)
+        except (ASGIProtocolError, ClientDisconnected):
+            pass  # (closed or refused meanwhile)
+        finally:
+            self.replying = replying
+
+    def subprotocol(self) -> str | None:
+        """The first subprotocol the client offers that the server speaks."""
+        allowed = self.host.config.ws_protocols
+        for name in self.scope["subprotocols"]:
+            if name in allowed:
+                return name
+        return None
+
+    def send_failed(self, channel: str, exc: Exception) -> None:
+        if channel == "websocket.disconnect" or self.ended or self.muted:
+            self.log_send_failure(channel, exc, "ignored")
+            return
+        # Like the original: the workers hear nothing more of this socket.
+        self.muted = True
+        full = isinstance(exc, self.host.ChannelFull)
+        if channel == "websocket.connect":
+            self.log_send_failure(channel, exc, "WebSocket handshake refused (503)")
+            detail = "Connection queue at capacity." if full else "Layer unavailable."
+            self.deny(503, detail)
+        else:
+            code = 1013 if full else 1011
+            self.log_send_failure(channel, exc, f"WebSocket closed ({code})")
+            self.fail(code)
+
+
+def reply_headers(headers: Any) -> list[tuple[bytes, bytes]]:
+    """A reply's ``headers`` as byte pairs (text is taken as latin-1)."""
+    pairs = []
+    try:
+        for name, value in headers or ():
+            if isinstance(name, str):
+                name = name.encode("latin-1")
+            if isinstance(value, str):
+                value = value.encode("latin-1")
+            pairs.append((name, value))
+    except (TypeError, ValueError, UnicodeEncodeError) as exc:
+        raise InvalidReply(f"Invalid reply headers {headers!r}: {exc}") from None
+    return pairs
+
+
+# -- reply readers ------------------------------------------------------------------
+
+
+class Reader:
+    """Receives replies for the host's connections and dispatches them."""
+
+    description = ""
+
+    #: Error back-off: first delay, and the longest.
+    RETRY_FIRST = 0.05
+    RETRY_MAX = 2.0
+
+    def __init__(self, host: LayerHost) -> None:
+        self.host = host
+        self.layer = host.layer
+        self.reactor = host.reactor
+        self.stopped = False
+        self.retry_delay = 0.0
+
+    async def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def registered(self, channel: str) -> None:
+        pass
+
+    def activity(self) -> None:
+        """A message went to the workers: a reply may follow soon."""
+
+    def unregistered(self, channel: str) -> None:
+        pass
+
+    def failed(self, exc: BaseException) -> float:
+        """Log a failed receive; returns the delay before the next try."""
+        if not self.retry_delay:
+            logger.error(
+                "Error receiving from the channel layer: %s: %s (retrying)",
+                type(exc).__name__,
+                exc,
+            )
+            self.retry_delay = self.RETRY_FIRST
+        else:
+            logger.debug("Channel layer receive still failing: %s", exc)
+            self.retry_delay = min(self.retry_delay * 2, self.RETRY_MAX)
+        return self.retry_delay
+
+    def succeeded(self) -> None:
+        if self.retry_delay:
+            self.retry_delay = 0.0
+            logger.info("Receiving from the channel layer again")
+
+
+class PollingReader(Reader):
+    """Non-blocking receives on the reactor, only while replies are awaited.
+
+    The delay between empty polls doubles from ``MIN_DELAY`` to ``MAX_DELAY``
+    and drops to zero as soon as a reply arrives."""
+
+    MIN_DELAY = 0.001
+    MAX_DELAY = 0.05
+    #: Replies dispatched per reactor turn, so reads and writes interleave.
+    BATCH = 64
+
+    def __init__(self, host: LayerHost) -> None:
+        super().__init__(host)
+        self.call: Any = None
+        self.delay = 0.0
+        self.description = (
+            f"Polling the channel layer for replies on {host.prefix} "
+            f"(every {self.MIN_DELAY * 1000:g} to {self.MAX_DELAY * 1000:g} ms "
+            "while replies are awaited)"
+        )
+
+    def registered(self, channel: str) -> None:
+        if self.call is None and not self.stopped:
+            self.delay = 0.0
+            self.call = self.reactor.callLater(0, self.poll)
+
+    def activity(self) -> None:
+        if self.delay > self.MIN_DELAY and not self.retry_delay:
+            self.delay = self.MIN_DELAY
+            if self.call is not None:
+                self.call.reset(self.MIN_DELAY)
+
+    def stop(self) -> None:
+        super().stop()
+        if self.call is not None and self.call.active():
+            self.call.cancel()
+        self.call = None
+
+    def poll(self) -> None:
+        self.call = None
+        if self.stopped:
+            return
+        channels = [self.host.prefix]
+        got = 0
+        try:
+            while got < self.BATCH:
+                channel, message = self.layer.receive(channels, block=False)
+                if channel is None:
+                    break
+                got += 1
+                self.host.dispatch(channel, message)
+        except Exception as exc:
+            delay = self.failed(exc)
+        else:
+            self.succeeded()
+            if got:
+                delay = 0.0
+            else:
+                delay = min(max(self.delay * 2, self.MIN_DELAY), self.MAX_DELAY)
+        self.delay = delay
+        if self.host.instances and not self.stopped:
+            self.call = self.reactor.callLater(delay, self.poll)
+
+
+class TwistedReader(Reader):
+    """Loops on the layer's ``receive_twisted``: no polling at all."""
+
+    def __init__(self, host: LayerHost) -> None:
+        super().__init__(host)
+        self.looping = False
+        self.again = False
+        self.description = (
+            f"Receiving replies on {host.prefix} through the channel layer's "
+            "Twisted extension"
+        )
+
+    async def start(self) -> None:
+        self.read()
+
+    def read(self) -> None:
+        # A Deferred that has already fired runs its callback at once; loop
+        # here instead of recursing once per queued reply.
+        self.looping = True
+        try:
+            while not self.stopped:
+                self.again = False
+                try:
+                    deferred = self.layer.receive_twisted([self.host.prefix])
+                except Exception as exc:
+                    self.retry(exc)
+                    return
+                deferred.addCallbacks(self.got, self.lost)
+                if not self.again:
+                    return
+        finally:
+            self.looping = False
+
+    def got(self, result: Any) -> None:
+        self.succeeded()
+        channel, message = result
+        if channel is not None and not self.stopped:
+            self.host.dispatch(channel, message)
+        self.next()
+
+    def lost(self, failure: Any) -> None:
+        self.retry(failure.value)
+
+    def retry(self, exc: BaseException) -> None:
+        if not self.stopped:
+            self.reactor.callLater(self.failed(exc), self.read)
+
+    def next(self) -> None:
+        if self.looping:
+            self.again = True
+        else:
+            self.read()
+
+
+class AsyncReader(Reader):
+    """For asyncio layers: one ``receive`` task per connection."""
+
+    def __init__(self, host: LayerHost) -> None:
+        super().__init__(host)
+        self.tasks: dict[str, asyncio.Task] = {}
+        self.description = "Receiving replies through the channel layer's asyncio API"
+
+    async def start(self) -> None:
+        # The layer names process-specific channels itself (Channels 4 layers
+        # route them by a prefix of their own).
+        name = await self.layer.new_channel("daphne.response.")
+        bang = name.find("!")
+        self.host.prefix = name[: bang + 1] if bang >= 0 else name + "!"
+
+    def registered(self, channel: str) -> None:
+        self.tasks[channel] = self.host.loop.create_task(self.receive(channel))
+
+    def unregistered(self, channel: str) -> None:
+        task = self.tasks.pop(channel, None)
+        if task is not None:
+            task.cancel()
+
+    def stop(self) -> None:
+        super().stop()
+        for task in self.tasks.values():
+            task.cancel()
+        self.tasks.clear()
+
+    async def receive(self, channel: str) -> None:
+        while not self.stopped:
+            try:
+                message = await self.layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await asyncio.sleep(self.failed(exc))
+                continue
+            self.succeeded()
+            self.host.dispatch(channel, message)
