@@ -1,7 +1,8 @@
 # Developer tasks for daphne. Needs GNU make and a Python 3.10+ interpreter.
 #
 #   make install   create .venv (if missing) and install daphne[tests] editable
-#   make run       serve examples/hello on http://127.0.0.1:8000
+#   make run       serve examples/chat (channel layer mode) on http://127.0.0.1:8000
+#                  (make run APP=examples.hello.app:application: the ASGI 3 example)
 #   make test      ruff lint + format check, then the pytest suite
 #   make format    apply ruff fixes and formatting
 #   make clean     remove build artefacts and tool caches (keeps .venv)
@@ -14,7 +15,7 @@ STAMP := $(VENV)/.installed
 SRC := daphne tests examples
 HOST ?= 127.0.0.1
 PORT ?= 8000
-APP ?= examples.hello.app:application
+APP ?= examples.chat.app:channel_layer
 
 .DEFAULT_GOAL := test
 .PHONY: install run test lint format clean distclean bench

@@ -137,13 +137,17 @@ SERVERS: tuple[ServerSpec, ...] = (
             "tcp:{port}:interface=" + HOST,
             "app:application",
         ),
-        # Channel-layer mode, once daphne has it: add layer_argv (as daphne1's,
-        # with "-e", "tcp:{port}:interface=" + HOST) and drop this "no".
-        features={"channel_layer": NO},
-        reasons={
-            "channel_layer": "no channel-layer mode yet; it will serve "
-            "layer_app:channel_layer with daphne.layers.InMemoryChannelLayer"
-        },
+        # The same daphne on daphne.layers.InMemoryChannelLayer and worker
+        # threads (layer_app.py), told apart from an application by its
+        # interface.
+        layer_argv=(
+            "{bin}/daphne",
+            "-v",
+            "0",
+            "-e",
+            "tcp:{port}:interface=" + HOST,
+            "layer_app:channel_layer",
+        ),
         note="httptools on Twisted, asyncio reactor on uvloop",
     ),
     ServerSpec(

@@ -54,7 +54,9 @@ DEFAULT_GROUP_EXPIRY = 86400.0
 #: Keys a WebSocket reply may carry.
 WEBSOCKET_REPLY_KEYS = frozenset({"accept", "text", "bytes", "close"})
 
-_random = random.SystemRandom()
+# (Seeded from the OS; a name per connection must be cheap, and names are
+# never secrets: only code inside the process can send to the layer.)
+_random = random.Random()
 
 
 def random_name(length: int = 10) -> str:
@@ -165,7 +167,9 @@ class LayerHost:
         """Route one reply to its connection."""
         instance = self.instances.get(channel)
         if instance is None:
-            logger.debug("Dropped a reply for %s: no such connection (any more)", channel)
+            logger.debug(
+                "Dropped a reply for %s: no such connection (any more)", channel
+            )
             return
         instance.reply(message)
 

@@ -192,8 +192,11 @@ class InMemoryChannelLayer:
             with self._lock:
                 item = self._pop(names)
             return (item[1], item[2]) if item is not None else (None, None)
-        event = threading.Event()
-        waiter = _Waiter(event.set, names)
+        # A lock held until a sender releases it: the cheapest way to wake
+        # one thread (a threading.Event adds a Condition and its own lock).
+        signal = threading.Lock()
+        signal.acquire()
+        waiter = _Waiter(signal.release, names)
         deadline = time.monotonic() + self.blocking_timeout
         while True:
             with self._lock:
@@ -202,12 +205,11 @@ class InMemoryChannelLayer:
                     return item[1], item[2]
                 self._register(waiter)
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not event.wait(remaining):
+            if remaining <= 0 or not signal.acquire(timeout=remaining):
                 with self._lock:
                     self._unregister(waiter)
                     item = self._pop(names)
                 return (item[1], item[2]) if item is not None else (None, None)
-            event.clear()
 
     def receive_twisted(self, channels: Iterable[str]) -> Any:
         """A Deferred firing with ``(channel, message)`` once one is available.
@@ -237,7 +239,8 @@ class InMemoryChannelLayer:
         if type(pattern) is not str or not pattern.endswith("?"):
             raise TypeError(f"A new_channel pattern must end with '?', not {pattern!r}")
         prefix = pattern[:-1]
-        check_channel_name(prefix + "x")
+        # (The whole name must be valid: a long pattern leaves no room.)
+        check_channel_name(prefix + "x" * 12)
         while True:
             name = prefix + "".join(self._random.choices(string.ascii_letters, k=12))
             if name not in self._queues:

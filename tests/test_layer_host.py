@@ -1,0 +1,405 @@
+"""LayerHost in memory: translation, reply readers and target detection.
+
+A recording sink stands in for the protocol objects and a ``Clock`` for the
+reactor, so reader delays and retries are checked exactly. The same paths
+over real sockets are in ``test_layer_mode.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from channels.layers import InMemoryChannelLayer as AsyncInMemoryLayer
+from twisted.internet.task import Clock
+
+from daphne.config import Config
+from daphne.hosts import TargetError, detect_interface
+from daphne.hosts.layer import (
+    InvalidReply,
+    LayerHost,
+    PollingReader,
+    TwistedReader,
+    layer_config,
+)
+from daphne.layers import InMemoryChannelLayer
+
+
+class RecordingSink:
+    """Records what the host asks of the protocol side."""
+
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+        self.finished: list[BaseException | None] = []
+        self.receive_requests = 0
+
+    def handle_reply(self, event: dict) -> bool:
+        self.events.append(event)
+        return True
+
+    def receive_requested(self) -> None:
+        self.receive_requests += 1
+
+    def resume_reading(self) -> None:
+        pass
+
+    def application_finished(self, exc: BaseException | None) -> None:
+        self.finished.append(exc)
+
+
+def http_scope(path: str = "/") -> dict:
+    return {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"a=1",
+        "root_path": "",
+        "headers": [(b"host", b"example")],
+        "client": ["127.0.0.1", 1234],
+        "server": ["127.0.0.1", 8000],
+    }
+
+
+def ws_scope(subprotocols: list[str] | None = None) -> dict:
+    scope = http_scope("/ws")
+    del scope["method"]
+    scope["type"] = "websocket"
+    scope["subprotocols"] = subprotocols or []
+    return scope
+
+
+def make_host(layer=None, **config) -> tuple[LayerHost, Clock, InMemoryChannelLayer]:
+    layer = layer or InMemoryChannelLayer()
+    clock = Clock()
+    return LayerHost(layer, Config(**config), clock), clock, layer
+
+
+def request(host: LayerHost, sink: RecordingSink, path: str = "/"):
+    instance = host.start(http_scope(path), sink)
+    instance.put({"type": "http.request", "body": b"x", "more_body": True})
+    instance.put({"type": "http.request", "body": b"y", "more_body": False})
+    return instance
+
+
+# -- target detection ---------------------------------------------------------------
+
+
+async def asgi3_app(scope, receive, send):
+    pass
+
+
+class ASGI2App:
+    def __init__(self, scope):
+        self.scope = scope
+
+    async def __call__(self, receive, send):
+        pass
+
+
+class CallableLayer(InMemoryChannelLayer):
+    def __call__(self, scope):
+        pass
+
+
+def test_detect_interface_by_shape():
+    assert detect_interface(InMemoryChannelLayer()) == "channel-layer"
+    assert detect_interface(AsyncInMemoryLayer()) == "channel-layer"
+    assert detect_interface(asgi3_app) == "asgi3"
+    assert detect_interface(ASGI2App) == "asgi2"
+
+
+@pytest.mark.parametrize(
+    "target, interface, message",
+    [
+        ("a string", "auto", "neither an ASGI application"),
+        (InMemoryChannelLayer(), "asgi3", "not an ASGI application"),
+        (asgi3_app, "channel-layer", "not a channel layer"),
+        (CallableLayer(), "auto", "choose with --interface"),
+    ],
+)
+def test_detect_interface_refuses(target, interface, message):
+    with pytest.raises(TargetError, match=message):
+        detect_interface(target, interface)
+
+
+def test_detect_interface_can_be_forced():
+    assert detect_interface(CallableLayer(), "channel-layer") == "channel-layer"
+    assert detect_interface(CallableLayer(), "asgi2") == "asgi2"
+    assert detect_interface(asgi3_app, "asgi2") == "asgi2"
+
+
+def test_layer_defaults():
+    layer = InMemoryChannelLayer(group_expiry=300)
+    config = layer_config(Config(), layer, set())
+    assert (config.http_timeout, config.websocket_timeout) == (120.0, 300.0)
+    explicit = layer_config(
+        Config(http_timeout=5, websocket_timeout=9),
+        layer,
+        {"http_timeout", "websocket_timeout"},
+    )
+    assert (explicit.http_timeout, explicit.websocket_timeout) == (5, 9)
+    assert layer_config(Config(), object(), set()).websocket_timeout == 86400.0
+
+
+# -- HTTP translation ---------------------------------------------------------------
+
+
+def test_http_request_message_and_reply():
+    host, clock, layer = make_host(force_sync=True)
+    sink = RecordingSink()
+    instance = request(host, sink, "/p")
+    assert sink.receive_requests == 1  # (a client waiting for 100 Continue)
+    channel, message = layer.receive(["http.request"])
+    assert message == {
+        "reply_channel": instance.channel,
+        "http_version": "1.1",
+        "method": "GET",
+        "path": "/p",
+        "root_path": "",
+        "scheme": "http",
+        "query_string": b"a=1",
+        "headers": [(b"host", b"example")],
+        "body": b"xy",
+        "client": ["127.0.0.1", 1234],
+        "server": ["127.0.0.1", 8000],
+    }
+    layer.send(
+        message["reply_channel"],
+        {"status": 201, "headers": [("x-a", "b")], "content": b"hi"},
+    )
+    clock.advance(0)
+    assert sink.events == [
+        {"type": "http.response.start", "status": 201, "headers": [(b"x-a", b"b")]},
+        {"type": "http.response.body", "body": b"hi", "more_body": False},
+    ]
+    assert sink.finished == [None]
+    assert instance.channel not in host.instances
+    instance.put({"type": "http.disconnect"})
+    assert layer.receive(["http.disconnect"]) == (
+        "http.disconnect",
+        {"reply_channel": instance.channel, "path": "/p"},
+    )
+
+
+def test_http_reply_without_status_is_an_error(caplog):
+    host, clock, layer = make_host(force_sync=True)
+    sink = RecordingSink()
+    instance = request(host, sink)
+    layer.send(instance.channel, {"content": b"no status"})
+    with caplog.at_level(logging.ERROR):
+        clock.advance(0)
+    assert sink.events == []
+    assert len(sink.finished) == 1 and isinstance(sink.finished[0], InvalidReply)
+    assert "must have a status" in caplog.text
+
+
+def test_http_channel_full_answers_503():
+    host, clock, layer = make_host(
+        InMemoryChannelLayer(channel_capacity={"http.request": 1}), force_sync=True
+    )
+    first, second = RecordingSink(), RecordingSink()
+    request(host, first)
+    instance = request(host, second)
+    assert second.events == []  # (answered from a fresh call stack)
+    clock.advance(0)
+    start, body = second.events
+    assert start["status"] == 503
+    assert b"Request queue full." in body["body"]
+    assert second.finished == [None]
+    instance.put({"type": "http.disconnect"})
+    assert layer.receive(["http.disconnect"]) == (None, None)  # never heard of it
+
+
+# -- WebSocket translation ------------------------------------------------------------
+
+
+def websocket(host, sink, subprotocols=None):
+    instance = host.start(ws_scope(subprotocols), sink)
+    instance.put({"type": "websocket.connect"})
+    return instance
+
+
+def test_websocket_messages_count_order():
+    host, clock, layer = make_host(force_sync=True)
+    sink = RecordingSink()
+    instance = websocket(host, sink)
+    assert layer.receive(["websocket.connect"])[1]["order"] == 0
+    instance.put({"type": "websocket.receive", "text": "a"})
+    instance.put({"type": "websocket.receive", "bytes": b"b"})
+    instance.put({"type": "websocket.disconnect", "code": 1001})
+    received = [layer.receive(["websocket.receive"])[1] for _ in range(2)]
+    assert [(m["order"], m.get("text"), m.get("bytes")) for m in received] == [
+        (1, "a", None),
+        (2, None, b"b"),
+    ]
+    _, disconnect = layer.receive(["websocket.disconnect"])
+    assert disconnect == {
+        "reply_channel": instance.channel,
+        "code": 1001,
+        "path": "/ws",
+        "order": 3,
+    }
+    clock.advance(0)
+    assert sink.finished == [None]
+
+
+@pytest.mark.parametrize(
+    "replies, expected",
+    [
+        ([{"accept": False}], [{"type": "websocket.close"}]),
+        # (Before an accept, any websocket.close refuses the handshake: 403.)
+        ([{"close": True}], [{"type": "websocket.close", "code": 1000}]),
+        (
+            [{"text": ""}],
+            [
+                {"type": "websocket.accept", "subprotocol": "chat"},
+                {"type": "websocket.send", "text": ""},
+            ],
+        ),
+        (
+            [{"accept": True}, {"bytes": b"", "close": 4321}],
+            [
+                {"type": "websocket.accept", "subprotocol": "chat"},
+                {"type": "websocket.send", "bytes": b""},
+                {"type": "websocket.close", "code": 4321},
+            ],
+        ),
+        (
+            [{"accept": True}, {"text": "a", "bytes": b"b"}],
+            [
+                {"type": "websocket.accept", "subprotocol": "chat"},
+                {"type": "websocket.close", "code": 1011},
+            ],
+        ),
+    ],
+)
+def test_websocket_replies(replies, expected):
+    host, clock, layer = make_host(force_sync=True, ws_protocols=("chat", "other"))
+    sink = RecordingSink()
+    instance = websocket(host, sink, ["superchat", "chat"])
+    for reply in replies:
+        layer.send(instance.channel, reply)
+    clock.advance(0)
+    assert sink.events == expected
+    assert sink.finished == []  # (it ends with its disconnect)
+
+
+def test_websocket_receive_channel_full_closes_1013_and_mutes():
+    host, clock, layer = make_host(
+        InMemoryChannelLayer(channel_capacity={"websocket.receive": 1}),
+        force_sync=True,
+    )
+    sink = RecordingSink()
+    instance = websocket(host, sink)
+    layer.send(instance.channel, {"accept": True})
+    clock.advance(0)
+    instance.put({"type": "websocket.receive", "text": "1"})
+    instance.put({"type": "websocket.receive", "text": "2"})
+    clock.advance(0)
+    assert sink.events[-1] == {"type": "websocket.close", "code": 1013}
+    instance.put({"type": "websocket.receive", "text": "3"})
+    instance.put({"type": "websocket.disconnect", "code": 1000})
+    assert layer.receive(["websocket.receive"])[1]["text"] == "1"
+    assert layer.receive(["websocket.receive", "websocket.disconnect"]) == (None, None)
+
+
+# -- the polling reader ---------------------------------------------------------------
+
+
+def test_polling_reader_backs_off_while_idle_and_stops_without_connections():
+    host, clock, layer = make_host(force_sync=True)
+    reader = host.reader
+    assert isinstance(reader, PollingReader)
+    instance = request(host, RecordingSink())
+    delays = []
+    for _ in range(8):
+        (call,) = clock.getDelayedCalls()
+        delays.append(round(call.getTime() - clock.seconds(), 4))
+        clock.advance(call.getTime() - clock.seconds())
+    assert delays == [0, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.05]
+    # A message to the workers brings the next poll forward.
+    instance.put({"type": "http.disconnect"})
+    clock.advance(0)  # (the instance's end)
+    assert host.instances == {}
+    clock.advance(1)
+    assert clock.getDelayedCalls() == []  # nothing awaited: no polling
+
+
+def test_polling_reader_polls_soon_after_a_send():
+    host, clock, layer = make_host(force_sync=True)
+    sink = RecordingSink()
+    host.start(http_scope(), sink)
+    clock.advance(0)
+    for _ in range(6):
+        clock.advance(clock.getDelayedCalls()[0].getTime() - clock.seconds())
+    assert host.reader.delay == 0.05
+    instance = host.start(http_scope(), RecordingSink())
+    instance.put({"type": "http.request", "body": b"", "more_body": False})
+    (call,) = clock.getDelayedCalls()
+    assert call.getTime() - clock.seconds() == pytest.approx(0.001)
+
+
+class FailingLayer(InMemoryChannelLayer):
+    extensions = ["groups", "flush"]
+    failing = True
+
+    def receive(self, channels, block=False):
+        if self.failing:
+            raise ConnectionError("backend gone")
+        return super().receive(channels, block)
+
+
+def test_reader_retries_with_backoff_and_recovers(caplog):
+    host, clock, layer = make_host(FailingLayer())
+    sink = RecordingSink()
+    instance = request(host, sink)
+    with caplog.at_level(logging.DEBUG, logger="daphne.hosts.layer"):
+        delays = []
+        for _ in range(8):
+            (call,) = clock.getDelayedCalls()
+            delays.append(round(call.getTime() - clock.seconds(), 3))
+            clock.advance(call.getTime() - clock.seconds())
+        layer.failing = False
+        layer.send(instance.channel, {"status": 200})
+        clock.advance(2)
+    assert delays == [0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 2.0]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "backend gone" in errors[0].getMessage()
+    assert "Receiving from the channel layer again" in caplog.text
+    assert sink.events[0]["status"] == 200
+
+
+def test_in_memory_layer_gets_the_twisted_reader():
+    host, _, _ = make_host()
+    assert isinstance(host.reader, TwistedReader)
+    host, _, _ = make_host(force_sync=True)
+    assert isinstance(host.reader, PollingReader)
+
+
+# -- an asyncio layer (Channels 4 style) ------------------------------------------------
+
+
+def test_asyncio_layer_round_trip():
+    async def scenario():
+        layer = AsyncInMemoryLayer()
+        host = LayerHost(layer, Config(), Clock(), loop=asyncio.get_running_loop())
+        await host.start_reading()
+        assert "!" in host.prefix
+        sink = RecordingSink()
+        instance = request(host, sink, "/async")
+        message = await asyncio.wait_for(layer.receive("http.request"), 2)
+        assert message["body"] == b"xy" and message["reply_channel"] == instance.channel
+        await layer.send(message["reply_channel"], {"status": 204})
+        for _ in range(100):
+            if sink.finished:
+                break
+            await asyncio.sleep(0.01)
+        assert sink.events[0]["status"] == 204
+        assert sink.finished == [None]
+        host.reader.stop()
+
+    asyncio.run(scenario())
