@@ -184,7 +184,6 @@ class HTTPRequest:
         "app_date",
         "app_server",
         "app_close",
-        "timeout_call",
     )
 
     def __init__(
@@ -208,7 +207,6 @@ class HTTPRequest:
         self.length: int | None = None
         #: HEAD requests and 204/304 responses carry no body.
         self.no_body = scope["method"] == "HEAD"
-        self.timeout_call: Any = None
 
     def start(self, host: Host) -> None:
         self.instance = instance = host.start(self.scope, self)
@@ -328,12 +326,12 @@ class HTTPRequest:
         self.abort(500)
         raise ASGIProtocolError(message)
 
-    def abort(self, status: int) -> None:
+    def abort(self, status: int, detail: str = "") -> None:
         """End the exchange now: an error page if possible, else close."""
         state = self.state
         self.state = ResponseState.FAILED
         if state in (ResponseState.IDLE, ResponseState.HEAD_PENDING):
-            self.conn.write_error(self, status)
+            self.conn.write_error(self, status, detail)
         elif state is ResponseState.BODY:
             self.conn.close_after(self)
 
@@ -375,12 +373,11 @@ class HTTPRequest:
         return f"{raw}?{query.decode('latin-1')}" if query else raw
 
     def timed_out(self) -> None:
-        self.timeout_call = None
         if self.state in (ResponseState.DONE, ResponseState.FAILED):
             return
         logger.warning("Request %s %s timed out", self.scope["method"], self.log_target)
         self.keep_alive = False
-        self.abort(503)
+        self.abort(503, "The server did not respond within the time limit.")
 
 
 @implementer(IPushProducer)
@@ -441,6 +438,9 @@ class HTTP11Protocol(protocol.Protocol):
         self.timer: Any = None
         self.deadline = 0.0
         self.deadline_kind: str | None = None
+        #: The -t/--http-timeout timer of the request being answered (it
+        #: outlives requests answered in time; see begin).
+        self.http_timer: Any = None
 
     # -- Twisted protocol ------------------------------------------------------
 
@@ -516,10 +516,9 @@ class HTTP11Protocol(protocol.Protocol):
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
         self.timer = None
-        for request in (self.request, *self.pipeline):
-            if request is not None and request.timeout_call is not None:
-                request.timeout_call.cancel()
-                request.timeout_call = None
+        if self.http_timer is not None and self.http_timer.active():
+            self.http_timer.cancel()
+        self.http_timer = None
         for request in self.running:
             request.instance.put({"type": "http.disconnect"})
             request.instance.disconnected()
@@ -804,16 +803,31 @@ class HTTP11Protocol(protocol.Protocol):
         if self.closing:
             request.keep_alive = False
         self.running.add(request)
-        if self.config.http_timeout is not None:
-            request.timeout_call = self.reactor.callLater(
-                self.config.http_timeout, request.timed_out
-            )
+        timeout = self.config.http_timeout
+        if timeout is not None:
+            # One timer per connection, moved on for each request: a reset
+            # costs a twentieth of a new call and its cancellation.
+            timer = self.http_timer
+            if timer is not None and timer.active():
+                timer.reset(timeout)
+            else:
+                self.http_timer = self.reactor.callLater(timeout, self.http_timed_out)
         request.start(self.factory.host)
         if self.write_paused:
             request.instance.pause_sending()
 
+    def http_timed_out(self) -> None:
+        """The request begun ``http_timeout`` ago (the last reset) is late."""
+        self.http_timer = None
+        request = self.request
+        if request is not None and not request.finished:
+            request.timed_out()
+
     def start_websocket(self, rest: bytes) -> None:
         """Hand the connection to a WebSocket; ``rest`` follows the head."""
+        if self.http_timer is not None and self.http_timer.active():
+            self.http_timer.cancel()  # (the WebSocket has timers of its own)
+        self.http_timer = None
         scope, self.websocket_scope = self.websocket_scope, None
         head = [
             b"%s %s HTTP/%s\r\n"
@@ -1074,14 +1088,9 @@ class HTTP11Protocol(protocol.Protocol):
 
     def finish(self, request: HTTPRequest | None, keep_alive: bool) -> None:
         """The current exchange is over: next request, idle, or close."""
-        if request is not None:
-            if request.timeout_call is not None:
-                if request.timeout_call.active():
-                    request.timeout_call.cancel()
-                request.timeout_call = None
-            if request.instance is not None:
-                request.instance.put({"type": "http.disconnect"})
-                request.instance.resume_sending()
+        if request is not None and request.instance is not None:
+            request.instance.put({"type": "http.disconnect"})
+            request.instance.resume_sending()
         if request is not self.request:
             keep_alive = False
         self.request = None

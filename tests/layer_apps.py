@@ -3,13 +3,18 @@
 Each layer object below is a target for ``daphne tests.layer_apps:<name>``;
 importing the module starts the worker threads. Workers record every message
 they receive, and ``GET /recorded?channel=<name>`` answers with their
-``repr()``s, one per line, so tests can check exact types on the wire side.
+``repr()``s, one per line, so tests can check exact types on the wire side
+(``&match=<text>`` keeps only the messages whose ``repr()`` contains it).
+``GET /drain?channel=<name>`` empties a channel no worker reads and lists what
+was waiting on it. WebSocket connects are routed by the first path segment
+(``/reject/<anything>`` rejects), so each test can use a path of its own.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -39,17 +44,29 @@ class Recorder:
         with self.lock:
             self.messages.setdefault(channel, []).append(message)
 
-    def dump(self, channel: str) -> bytes:
+    def dump(self, channel: str, match: str | None = None) -> bytes:
+        """The ``repr()``s of the messages on ``channel`` (only those whose
+        ``repr()`` contains ``match``, if given), one per line."""
         with self.lock:
-            return "".join(
-                repr(message) + "\n" for message in self.messages.get(channel, [])
-            ).encode()
+            found = [repr(message) for message in self.messages.get(channel, [])]
+        return "".join(
+            line + "\n" for line in found if match is None or match in line
+        ).encode()
 
 
 def start_workers(
-    layer: InMemoryChannelLayer, handlers: dict[str, Handler], threads: int = 2
+    layer: InMemoryChannelLayer,
+    handlers: dict[str, Handler],
+    threads: int = 2,
+    echo: bool = False,
 ) -> Recorder:
-    """Worker threads that receive on every channel in ``handlers``."""
+    """Worker threads that receive on every channel in ``handlers``.
+
+    Two paths are answered for every layer: ``/recorded?channel=C[&match=M]``
+    (what the workers received on C) and ``/drain?channel=C`` (takes every
+    message waiting on C, a channel no worker reads, and lists them). With
+    ``echo``, each message is also written to stdout as ``MESSAGE <channel>
+    <repr>`` (for layers whose ``http.request`` nobody answers)."""
     recorder = Recorder()
     channels = list(handlers)
 
@@ -59,22 +76,35 @@ def start_workers(
             if channel is None:
                 continue
             recorder.add(channel, message)
-            if (
-                channel == "http.request"
-                and message["path"] == "/recorded"
-                and b"channel=" in message["query_string"]
-            ):
-                query = parse_qs(message["query_string"].decode())
-                reply(layer, message, recorder.dump(query["channel"][0]))
-                continue
+            if echo:
+                sys.stdout.write(f"MESSAGE {channel} {message!r}\n")
+                sys.stdout.flush()
             try:
-                handlers[channel](layer, message)
+                if channel == "http.request" and message["path"] == "/recorded":
+                    query = parse_qs(message["query_string"].decode())
+                    match = query.get("match", [None])[0]
+                    reply(layer, message, recorder.dump(query["channel"][0], match))
+                elif channel == "http.request" and message["path"] == "/drain":
+                    query = parse_qs(message["query_string"].decode())
+                    reply(layer, message, drain(layer, query["channel"][0]))
+                else:
+                    handlers[channel](layer, message)
             except Exception as exc:  # a worker must survive its handlers
                 print(f"worker error on {channel}: {exc!r}", flush=True)
 
     for number in range(threads):
         threading.Thread(target=work, daemon=True, name=f"worker-{number}").start()
     return recorder
+
+
+def drain(layer: InMemoryChannelLayer, channel: str) -> bytes:
+    """Every message waiting on ``channel``, taken off it, as ``repr()`` lines."""
+    lines = []
+    while True:
+        _, message = layer.receive([channel], block=False)
+        if message is None:
+            return "".join(lines).encode()
+        lines.append(repr(message) + "\n")
 
 
 def reply(layer, message: dict, body: bytes, status: int = 200, **extra) -> None:
@@ -130,11 +160,16 @@ def http_request(layer, message: dict) -> None:
         reply(layer, message, b"slow")
     elif path == "/json":
         reply(layer, message, json.dumps({"path": path}).encode())
+    elif path == "/query":
+        reply(layer, message, message["query_string"])
+    elif path.startswith("/any/"):
+        reply(layer, message, b"any")
     # Anything else ("/no-reply", ...) gets no reply at all.
 
 
 def websocket_connect(layer, message: dict) -> None:
-    path = message["path"]
+    # (Routed by the first path segment: "/reject/<anything>" rejects.)
+    path = "/" + message["path"].split("/")[1]
     channel = message["reply_channel"]
     if path == "/reject":
         layer.send(channel, {"accept": False})
@@ -146,6 +181,8 @@ def websocket_connect(layer, message: dict) -> None:
         pass
     elif path == "/bad-reply":
         layer.send(channel, {"accept": True, "colour": "red"})
+    elif path == "/accept-close":
+        layer.send(channel, {"accept": True, "close": True})
     else:
         layer.send(channel, {"accept": True})
 
@@ -162,6 +199,10 @@ def websocket_receive(layer, message: dict) -> None:
         layer.send(channel, {"bytes": b""})
     elif text == "both":
         layer.send(channel, {"text": "a", "bytes": b"b"})
+    elif text == "unknown":
+        layer.send(channel, {"text": "a", "colour": "red"})
+    elif text == "bye":
+        layer.send(channel, {"text": "bye", "close": 4000})
     elif text is not None:
         layer.send(channel, {"text": text})
     else:
@@ -176,14 +217,25 @@ HANDLERS: dict[str, Handler] = {
     "websocket.disconnect": ignore,
 }
 
-channel_layer = InMemoryChannelLayer()
-recorder = start_workers(channel_layer, HANDLERS)
+#: (Room for hundreds of concurrent connections.)
+channel_layer = InMemoryChannelLayer(capacity=1000)
+recorder = start_workers(channel_layer, HANDLERS, threads=4)
+
+#: With no --websocket_timeout, sockets live as long as group memberships: 2 s.
+short_expiry_layer = InMemoryChannelLayer(group_expiry=2)
+start_workers(short_expiry_layer, HANDLERS)
 
 # -- ChannelFull ------------------------------------------------------------------
 
 #: Nobody takes http.request or websocket.connect: the second one is refused.
+#: The disconnects are taken, and written to stdout.
 full_layer = InMemoryChannelLayer(capacity=1)
-start_workers(full_layer, {"http.disconnect": ignore}, threads=1)
+start_workers(
+    full_layer,
+    {"http.disconnect": ignore, "websocket.disconnect": ignore},
+    threads=1,
+    echo=True,
+)
 
 #: Sockets are accepted, but nobody takes websocket.receive (capacity 1).
 full_receive_layer = InMemoryChannelLayer(channel_capacity={"websocket.receive": 1})

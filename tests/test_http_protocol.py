@@ -439,22 +439,26 @@ def test_http_timeouts_of_two_connections_are_independent():
     assert one_response(second.output()).status == 503
 
 
-def test_completed_request_leaves_no_http_timeout_call():
+def test_keep_alive_requests_share_one_http_timer():
     conn = connect(http_timeout=5, keep_alive_timeout=60)
-    conn.send(GET)
-    request = conn.instance.sink
 
     def timeout_calls():
-        return [c for c in conn.clock.getDelayedCalls() if c.func == request.timed_out]
+        return [
+            c
+            for c in conn.clock.getDelayedCalls()
+            if c.func == conn.protocol.http_timed_out
+        ]
 
-    assert len(timeout_calls()) == 1
-    conn.instance.respond(b"done")
-    assert timeout_calls() == []
-    calls = conn.clock.getDelayedCalls()
-    assert all(call.func == conn.protocol.deadline_reached for call in calls)
+    for _ in range(3):
+        conn.send(GET)
+        conn.advance(3)
+        conn.instance.respond(b"done")
+        assert len(timeout_calls()) == 1
+    # Answered in time: the timer that is left fires harmlessly.
     conn.advance(10)
+    assert timeout_calls() == []
     assert conn.open
-    assert one_response(conn.output()).status == 200
+    assert [r.status for r in parse_responses(conn.output())] == [200, 200, 200]
 
 
 # -- pipelining ------------------------------------------------------------------------

@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import logging
 import random
 import string
 from collections import deque
 from typing import Any
+from urllib.parse import quote
 
 from ..config import Config
 from ..http_protocol import error_page
@@ -54,9 +56,10 @@ DEFAULT_GROUP_EXPIRY = 86400.0
 #: Keys a WebSocket reply may carry.
 WEBSOCKET_REPLY_KEYS = frozenset({"accept", "text", "bytes", "close"})
 
-# (Seeded from the OS; a name per connection must be cheap, and names are
-# never secrets: only code inside the process can send to the layer.)
-_random = random.Random()
+_random = random.SystemRandom()
+
+#: Hexadecimal digits to letters, for reply channel names made of letters.
+LETTERS = str.maketrans("0123456789abcdef", "abcdefghijklmnop")
 
 
 def random_name(length: int = 10) -> str:
@@ -116,6 +119,7 @@ class LayerHost:
         #: The process-specific channel replies arrive on (an asyncio layer
         #: names it itself, in :meth:`start_reading`).
         self.prefix = f"daphne.response.{random_name()}!"
+        self.counter = itertools.count()
         #: reply channel -> the instance awaiting replies on it
         self.instances: dict[str, LayerInstance] = {}
         self.reader: Reader = self._choose_reader()
@@ -152,9 +156,9 @@ class LayerHost:
         self.reader.stop()
 
     def register(self, instance: LayerInstance) -> str:
-        channel = self.prefix + random_name()
-        while channel in self.instances:
-            channel = self.prefix + random_name()
+        # Unique within the process (a counter, spelt in letters); the prefix
+        # is random, so names are unique across processes too.
+        channel = self.prefix + format(next(self.counter), "010x").translate(LETTERS)
         self.instances[channel] = instance
         self.reader.registered(channel)
         return channel
@@ -449,13 +453,19 @@ class WebSocketInstance(LayerInstance):
                 message["text"] = event["text"]
             self.host.send(self, "websocket.receive", message)
         elif kind == "websocket.connect":
+            headers = scope["headers"]
+            root_path = scope["root_path"]
+            if root_path != self.host.config.root_path:
+                # It came from a Daphne-Root-Path header, which the message
+                # keeps (it has no root_path key of its own).
+                headers = [*headers, (b"daphne-root-path", quote(root_path).encode())]
             self.host.send(
                 self,
                 "websocket.connect",
                 {
                     "reply_channel": self.channel,
                     "path": scope["path"],
-                    "headers": scope["headers"],
+                    "headers": headers,
                     "query_string": scope["query_string"],
                     "client": scope["client"],
                     "server": scope["server"],

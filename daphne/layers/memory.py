@@ -23,6 +23,7 @@ import re
 import string
 import threading
 import time
+from asyncio import _get_running_loop
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -150,6 +151,10 @@ class InMemoryChannelLayer:
         self._queues: dict[str, deque[Item]] = {}
         self._capacities: dict[str, int] = {}
         self._waiters: dict[str, list[_Waiter]] = {}
+        #: Channel lists already checked for receive().
+        self._checked: dict[tuple, list[str]] = {}
+        #: Queues sent to from an event loop whose waiters are yet to be woken.
+        self._pending_wakes: set[str] = set()
         #: group -> {channel: membership expiry time}
         self._groups: dict[str, dict[str, float]] = {}
         self._random = random.SystemRandom()
@@ -177,9 +182,17 @@ class InMemoryChannelLayer:
             if len(queue) >= self._capacity(queue_name):
                 raise ChannelFull(f"Channel {channel} is full")
             queue.append((now + self.expiry, channel, message))
-            waiters = self._waiters.get(queue_name)
-            if waiters:
-                self._wake(waiters[0])
+            if queue_name in self._waiters:
+                loop = _get_running_loop()
+                if loop is None:
+                    self._wake(self._waiters[queue_name][0])
+                else:
+                    # Sent from an event loop (daphne's reactor thread): wake
+                    # the receivers once, after the loop's current callbacks,
+                    # so a burst of sends costs one thread switch, not one each.
+                    if not self._pending_wakes:
+                        loop.call_soon(self._wake_pending)
+                    self._pending_wakes.add(queue_name)
 
     def receive(
         self, channels: Iterable[str], block: bool = False
@@ -216,9 +229,12 @@ class InMemoryChannelLayer:
 
         The ``twisted`` extension: a send from any thread wakes the reactor
         through ``callFromThread``, so the caller never polls."""
-        from twisted.internet import defer, reactor
-
+        defer, reactor = _twisted()
         names = self._receive_names(channels)
+        with self._lock:
+            item = self._pop(names)
+        if item is not None:  # (the common case under load: no waiting)
+            return defer.succeed((item[1], item[2]))
         result: defer.Deferred = defer.Deferred()
 
         def attempt() -> None:
@@ -294,13 +310,19 @@ class InMemoryChannelLayer:
 
     # -- internals (callers hold the lock where noted) ---------------------------
 
-    @staticmethod
-    def _receive_names(channels: Iterable[str]) -> list[str]:
+    def _receive_names(self, channels: Iterable[str]) -> list[str]:
         if isinstance(channels, str):
             raise TypeError("receive() takes a list of channel names, not a string")
-        names = [check_channel_name(name, receive=True) for name in channels]
-        if not names:
-            raise TypeError("receive() needs at least one channel name")
+        key = tuple(channels)
+        names = self._checked.get(key)
+        if names is None:
+            # (Receivers ask for the same channels again and again: check once.)
+            names = [check_channel_name(name, receive=True) for name in key]
+            if not names:
+                raise TypeError("receive() needs at least one channel name")
+            if len(self._checked) > 1000:
+                self._checked.clear()
+            self._checked[key] = names
         return names
 
     def _capacity(self, queue_name: str) -> int:
@@ -343,6 +365,15 @@ class InMemoryChannelLayer:
             del self._queues[best_name]  # (keep the table of queues small)
         return item
 
+    def _wake_pending(self) -> None:
+        with self._lock:
+            for name in self._pending_wakes:
+                waiters = self._waiters.get(name)
+                queue = self._queues.get(name)
+                if waiters and queue:
+                    self._wake(waiters[0])
+            self._pending_wakes.clear()
+
     def _register(self, waiter: _Waiter) -> None:
         for name in waiter.names:
             self._waiters.setdefault(name, []).append(waiter)
@@ -369,6 +400,20 @@ class InMemoryChannelLayer:
         for channel in expired:
             del members[channel]
         return list(members)
+
+
+def _twisted() -> tuple[Any, Any]:
+    """Twisted's ``defer`` module and the global reactor, imported once
+    needed (the layer itself does not need Twisted)."""
+    global _twisted_modules
+    if _twisted_modules is None:
+        from twisted.internet import defer, reactor
+
+        _twisted_modules = (defer, reactor)
+    return _twisted_modules
+
+
+_twisted_modules: tuple[Any, Any] | None = None
 
 
 def _drop_expired(queue: deque[Item], now: float) -> None:

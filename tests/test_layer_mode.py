@@ -1,0 +1,1259 @@
+"""Channel-layer mode (ASGI v1) over real sockets.
+
+daphne runs in a subprocess on ``tests.layer_apps`` layers, whose worker
+threads answer on the reply channels and record every message they get;
+``GET /recorded?channel=C&match=M`` returns those messages as ``repr()``
+lines, so the checks below see the exact keys, order and types a worker got
+(the contract in SEED_BEHAVIOUR.md). Raw sockets are used wherever a client
+library would hide or add something (exact request headers, empty frames,
+ping handling, held handshakes).
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import base64
+import os
+import re
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect as async_connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from tests.conftest import ROOT, run_daphne
+
+pytestmark = pytest.mark.timeout(60)
+
+LAYERS = "tests.layer_apps"
+APP = f"{LAYERS}:channel_layer"
+REPLY_CHANNEL = re.compile(r"daphne\.response\.[A-Za-z]{10}![A-Za-z]{10}")
+HTTP_REQUEST_KEYS = [
+    "reply_channel",
+    "http_version",
+    "method",
+    "path",
+    "root_path",
+    "scheme",
+    "query_string",
+    "headers",
+    "body",
+    "client",
+    "server",
+]
+CONNECT_KEYS = [
+    "reply_channel",
+    "path",
+    "headers",
+    "query_string",
+    "client",
+    "server",
+    "order",
+]
+CLIENT = {
+    "proxy": None,
+    "compression": None,
+    "ping_interval": None,
+    "open_timeout": 5,
+    "close_timeout": 2,
+}
+OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 1, 2, 8, 9, 10
+ACCESS = re.compile(
+    r"^(?P<client>\S+) - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d\] "
+    r'"(?P<request>[^"]*)" (?P<status>\S+) (?P<size>\S+)$'
+)
+
+
+# --------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------
+
+
+def uid() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def recorded(server, channel: str, match: str | None = None) -> list[dict]:
+    """What the workers got on ``channel`` (the /recorded queries left out)."""
+    params = {"channel": channel}
+    if match is not None:
+        params["match"] = match
+    response = httpx.get(f"{server.url}/recorded", params=params, timeout=5)
+    assert response.status_code == 200
+    messages = [
+        ast.literal_eval(line) for line in response.content.decode().splitlines()
+    ]
+    return [m for m in messages if m.get("path") not in ("/recorded", "/drain")]
+
+
+def wait_recorded(
+    server, channel: str, match: str, count: int = 1, timeout: float = 5
+) -> list[dict]:
+    """At least ``count`` recorded messages on ``channel`` matching ``match``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = recorded(server, channel, match)
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def reply_prefix(server) -> str:
+    """The process-specific reply channel from the start-up log."""
+    line = server.wait_for_line(r"daphne\.response\.", stream="stderr")
+    return re.search(r"daphne\.response\.[A-Za-z]{10}!", line).group(0)
+
+
+def access_lines(lines: list[str], needle: str) -> list[re.Match]:
+    return [m for m in map(ACCESS.match, list(lines)) if m and needle in m["request"]]
+
+
+def wait_access(
+    lines: list[str], needle: str, count: int, timeout: float = 5
+) -> list[re.Match]:
+    deadline = time.monotonic() + timeout
+    while len(access_lines(lines, needle)) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return access_lines(lines, needle)
+
+
+def parse_response(data: bytes) -> tuple[int, dict[str, list[str]], bytes, bool]:
+    """(status, headers, body, complete) of one HTTP/1.1 response in ``data``."""
+    head, _, rest = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers: dict[str, list[str]] = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers.setdefault(name.strip().lower(), []).append(value.strip())
+    if "content-length" in headers:
+        length = int(headers["content-length"][0])
+        return int(status_line.split()[1]), headers, rest[:length], len(rest) >= length
+    if headers.get("transfer-encoding") == ["chunked"]:
+        body = b""
+        while b"\r\n" in rest:
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line, 16)
+            if size == 0:
+                return int(status_line.split()[1]), headers, body, True
+            body, rest = body + rest[:size], rest[size + 2 :]
+        return int(status_line.split()[1]), headers, body, False
+    return int(status_line.split()[1]), headers, rest, True
+
+
+def raw_http(server, request: bytes, timeout: float = 5) -> tuple[int, dict, bytes]:
+    """Send ``request`` (which should ask for Connection: close) on a plain
+    socket; the complete response."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as s:
+        s.sendall(request)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    status, headers, body, complete = parse_response(data)
+    assert complete, data
+    return status, headers, body
+
+
+def ws_url(server, path: str) -> str:
+    return f"ws://127.0.0.1:{server.port}{path}"
+
+
+def ws_connect(server, path: str, **options):
+    return connect(ws_url(server, path), **{**CLIENT, **options})
+
+
+def closed_with(ws, timeout: float = 5) -> ConnectionClosed:
+    """Read until the server closes; the ``ConnectionClosed`` raised."""
+    deadline = time.monotonic() + timeout
+    with pytest.raises(ConnectionClosed) as info:
+        while True:
+            ws.recv(timeout=max(0.01, deadline - time.monotonic()))
+    return info.value
+
+
+class RawWebSocket:
+    """A WebSocket client on a plain socket: exact headers, empty frames,
+    and no automatic answers to pings."""
+
+    def __init__(self, server, timeout: float = 5) -> None:
+        self.sock = socket.create_connection(
+            ("127.0.0.1", server.port), timeout=timeout
+        )
+        self.buf = b""
+        self.key = base64.b64encode(os.urandom(16))
+
+    @property
+    def local_port(self) -> int:
+        return self.sock.getsockname()[1]
+
+    def handshake(self, path: str, extra: bytes = b"") -> tuple[int, dict, bytes]:
+        """Send an upgrade request; (status, headers, body) of the answer."""
+        self.sock.sendall(
+            b"GET " + path.encode() + b" HTTP/1.1\r\n"
+            b"Host: 127.0.0.1\r\n"
+            b"Upgrade: websocket\r\n"
+            b"Connection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: " + self.key + b"\r\n"
+            b"Sec-WebSocket-Version: 13\r\n" + extra + b"\r\n"
+        )
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, _, rest = self.buf.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        if status == 101:
+            self.buf = rest
+            return parse_response(head + b"\r\n\r\n")[:2] + (b"",)
+        while True:  # an error page: the server closes after it
+            status, headers, body, complete = parse_response(self.buf)
+            if complete:
+                return status, headers, body
+            self._fill()
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError("connection closed")
+        self.buf += chunk
+
+    def _take(self, count: int) -> bytes:
+        while len(self.buf) < count:
+            self._fill()
+        data, self.buf = self.buf[:count], self.buf[count:]
+        return data
+
+    def send_frame(self, opcode: int, payload: bytes = b"") -> None:
+        self.sock.sendall(self.frame(opcode, payload))
+
+    @staticmethod
+    def frame(opcode: int, payload: bytes = b"") -> bytes:
+        mask = os.urandom(4)
+        length = len(payload)
+        if length < 126:
+            header = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
+        else:
+            header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
+        return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+    def read_frame(self) -> tuple[int, bytes]:
+        """(opcode, payload) of the next frame; EOFError at the end."""
+        first, second = self._take(2)
+        length = second & 0x7F
+        if length == 126:
+            (length,) = struct.unpack("!H", self._take(2))
+        elif length == 127:
+            (length,) = struct.unpack("!Q", self._take(8))
+        return first & 0x0F, self._take(length)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def open_raw(server, path: str, extra: bytes = b"", timeout: float = 5):
+    raw = RawWebSocket(server, timeout)
+    status, headers, _ = raw.handshake(path, extra)
+    assert status == 101, (status, headers)
+    return raw
+
+
+def close_code(payload: bytes) -> int:
+    return struct.unpack("!H", payload[:2])[0]
+
+
+def connect_message(server, match: str) -> dict:
+    found = wait_recorded(server, "websocket.connect", match)
+    assert len(found) == 1, found
+    return found[0]
+
+
+# --------------------------------------------------------------------------
+# Servers (one per configuration, shared by the module)
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def main():
+    """The main layer (Twisted reader): root path, proxy headers, subprotocols."""
+    with run_daphne(
+        "--root-path",
+        "/mount",
+        "--proxy-headers",
+        "--ws-protocol",
+        "chat",
+        "other",
+        "--access-log",
+        "-",
+        "-t",
+        "20",
+        app=APP,
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def timeouts():
+    with run_daphne(
+        "-t",
+        "1",
+        "--websocket_connect_timeout",
+        "1",
+        "--websocket_timeout",
+        "2",
+        "--access-log",
+        "-",
+        app=APP,
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def keepalive():
+    """Pings after 1 idle second, dropped 1 s later; handshakes never time out."""
+    with run_daphne(
+        "--websocket_connect_timeout",
+        "-1",
+        "--ping-interval",
+        "1",
+        "--ping-timeout",
+        "1",
+        "--access-log",
+        "-",
+        app=APP,
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def short_expiry():
+    """No --websocket_timeout: the layer's group_expiry (2 s) applies."""
+    with run_daphne(app=f"{LAYERS}:short_expiry_layer") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def polling():
+    with run_daphne("--force-sync", "--access-log", "-", app=APP) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    """``full_layer``: http.request and websocket.connect hold one message
+    each and nobody takes them. The access log goes to a file (the workers
+    write the disconnects they get on stdout)."""
+    log = tmp_path_factory.mktemp("full") / "access.log"
+    with run_daphne("--access-log", str(log), app=f"{LAYERS}:full_layer") as server:
+        server.access_log = log
+        yield server
+
+
+@pytest.fixture(scope="module")
+def full_receive():
+    with run_daphne("--access-log", "-", app=f"{LAYERS}:full_receive_layer") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def flaky(tmp_path_factory):
+    flags = tmp_path_factory.mktemp("flaky")
+    with run_daphne(
+        "-t",
+        "10",
+        "--access-log",
+        "-",
+        app=f"{LAYERS}:flaky_layer",
+        env={"FLAKY_DIR": str(flags)},
+    ) as server:
+        server.flags = flags
+        yield server
+
+
+# --------------------------------------------------------------------------
+# 1. Message shapes
+# --------------------------------------------------------------------------
+
+
+def test_http_request_message(main):
+    ident = uid()
+    request = (
+        f"GET /any/p%20ath/%C3%A9?id={ident}&q=%20a+b HTTP/1.1\r\n"
+        "Host: example.com\r\n"
+        "X-Custom: Value\r\n"
+        "X_Evil: 1\r\n"
+        "Cookie: a=1\r\n"
+        "Cookie: b=2\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", main.port), timeout=5) as s:
+        local_port = s.getsockname()[1]
+        s.sendall(request)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert parse_response(data)[0::2] == (200, b"any")
+
+    [message] = recorded(main, "http.request", ident)
+    assert list(message) == HTTP_REQUEST_KEYS
+    channel = message["reply_channel"]
+    assert REPLY_CHANNEL.fullmatch(channel)
+    assert channel.startswith(reply_prefix(main))
+    assert message == {
+        "reply_channel": channel,
+        "http_version": "1.1",
+        "method": "GET",
+        "path": "/any/p ath/\xe9",
+        "root_path": "/mount",
+        "scheme": "http",
+        "query_string": f"id={ident}&q=%20a+b".encode(),
+        "headers": [
+            (b"host", b"example.com"),
+            (b"x-custom", b"Value"),
+            (b"cookie", b"a=1"),
+            (b"cookie", b"b=2"),
+            (b"connection", b"close"),
+        ],
+        "body": b"",
+        "client": ["127.0.0.1", local_port],
+        "server": ["127.0.0.1", main.port],
+    }
+    assert all(type(header) is tuple for header in message["headers"])
+
+    assert wait_recorded(main, "http.disconnect", channel) == [
+        {"reply_channel": channel, "path": "/any/p ath/\xe9"}
+    ]
+
+
+def test_http_request_version_10_and_root_path_header(main):
+    ident = uid()
+    status, _, body = raw_http(main, f"GET /query?id={ident} HTTP/1.0\r\n\r\n".encode())
+    assert (status, body) == (200, f"id={ident}".encode())
+    [message] = recorded(main, "http.request", ident)
+    assert message["http_version"] == "1.0"
+    assert message["headers"] == []
+    assert message["root_path"] == "/mount"
+
+    ident = uid()
+    status, _, _ = raw_http(
+        main,
+        f"GET /query?id={ident} HTTP/1.1\r\nHost: h\r\n"
+        "Daphne-Root-Path: /other%20root\r\nConnection: close\r\n\r\n".encode(),
+    )
+    assert status == 200
+    [message] = recorded(main, "http.request", ident)
+    assert message["root_path"] == "/other root"
+    assert message["headers"] == [(b"host", b"h"), (b"connection", b"close")]
+
+
+def test_http_request_bodies(main):
+    ident = uid()
+    payload = bytes(range(256)) * 3
+    response = httpx.post(f"{main.url}/echo?id={ident}", content=payload, timeout=5)
+    assert (response.status_code, response.content) == (200, payload)
+    [message] = recorded(main, "http.request", ident)
+    assert message["method"] == "POST"
+    assert message["body"] == payload
+    assert (b"content-length", b"768") in message["headers"]
+
+    # Chunked: the worker gets the whole body, de-chunked, in one message.
+    ident = uid()
+    status, _, body = raw_http(
+        main,
+        f"POST /echo?id={ident} HTTP/1.1\r\nHost: h\r\n"
+        "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".encode(),
+    )
+    assert (status, body) == (200, b"hello world")
+    [message] = recorded(main, "http.request", ident)
+    assert message["body"] == b"hello world"
+    assert (b"transfer-encoding", b"chunked") in message["headers"]
+
+    # Large: no body_channel, no chunking.
+    ident = uid()
+    big = b"0123456789abcdef" * 65536  # 1 MiB
+    response = httpx.put(f"{main.url}/echo?id={ident}", content=big, timeout=10)
+    assert response.status_code == 200
+    assert response.content == big
+    [message] = recorded(main, "http.request", ident)
+    assert sorted(message) == sorted(HTTP_REQUEST_KEYS)
+    assert type(message["body"]) is bytes and message["body"] == big
+
+
+def test_http_disconnect_after_every_request(main):
+    ident = uid()
+    with httpx.Client(base_url=main.url, timeout=5) as client:  # one keep-alive
+        for n in range(4):
+            assert client.get(f"/query?id={ident}&n={n}").status_code == 200
+        assert client.post(f"/echo?id={ident}", content=b"x").content == b"x"
+    requests = recorded(main, "http.request", ident)
+    assert len(requests) == 5
+    for message in requests:
+        channel = message["reply_channel"]
+        assert wait_recorded(main, "http.disconnect", channel) == [
+            {"reply_channel": channel, "path": message["path"]}
+        ]
+    assert len({m["reply_channel"] for m in requests}) == 5
+
+    # A client that gives up before any reply: the worker hears of it too.
+    ident = uid()
+    with socket.create_connection(("127.0.0.1", main.port), timeout=5) as s:
+        s.sendall(f"GET /no-reply?id={ident} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+        channel = wait_recorded(main, "http.request", ident)[0]["reply_channel"]
+    assert wait_recorded(main, "http.disconnect", channel) == [
+        {"reply_channel": channel, "path": "/no-reply"}
+    ]
+
+
+def test_websocket_message_shapes(main):
+    ident = uid()
+    raw = open_raw(
+        main,
+        f"/ws/%C3%A9/x?id={ident}&b=%20",
+        b"X-Custom: Value\r\nX_Evil: 1\r\n",
+    )
+    message = connect_message(main, ident)
+    assert list(message) == CONNECT_KEYS
+    channel = message["reply_channel"]
+    assert REPLY_CHANNEL.fullmatch(channel)
+    assert message == {
+        "reply_channel": channel,
+        "path": "/ws/\xe9/x",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"upgrade", b"websocket"),
+            (b"connection", b"Upgrade"),
+            (b"sec-websocket-key", raw.key),
+            (b"sec-websocket-version", b"13"),
+            (b"x-custom", b"Value"),
+        ],
+        "query_string": f"id={ident}&b=%20".encode(),
+        "client": ["127.0.0.1", raw.local_port],
+        "server": ["127.0.0.1", main.port],
+        "order": 0,
+    }
+    assert all(type(header) is tuple for header in message["headers"])
+
+    frames = [
+        (OP_TEXT, b"hello"),
+        (OP_BINARY, b"\x00\xff"),
+        (OP_TEXT, b""),
+        (OP_BINARY, b""),
+    ]
+    for opcode, payload in frames:
+        raw.send_frame(opcode, payload)
+        assert raw.read_frame() == (opcode, payload)  # (echoed)
+    raw.send_frame(OP_CLOSE, struct.pack("!H", 4001))
+    opcode, payload = raw.read_frame()
+    assert (opcode, close_code(payload)) == (OP_CLOSE, 4001)
+    raw.close()
+
+    base = {"reply_channel": channel, "path": "/ws/\xe9/x"}
+    receives = wait_recorded(main, "websocket.receive", channel, count=4)
+    assert receives == [
+        {**base, "order": 1, "text": "hello"},
+        {**base, "order": 2, "bytes": b"\x00\xff"},
+        {**base, "order": 3, "text": ""},
+        {**base, "order": 4, "bytes": b""},
+    ]
+    assert [list(m) for m in receives] == [
+        ["reply_channel", "path", "order", "text"],
+        ["reply_channel", "path", "order", "bytes"],
+    ] * 2
+    disconnects = wait_recorded(main, "websocket.disconnect", channel)
+    assert disconnects == [{"reply_channel": channel, "code": 4001, **base, "order": 5}]
+    assert list(disconnects[0]) == ["reply_channel", "code", "path", "order"]
+    # (The upgrade request itself is no http.request.)
+    assert recorded(main, "http.request", ident) == []
+    assert recorded(main, "http.disconnect", "/ws/\xe9/x") == []
+
+
+def test_websocket_connect_keeps_root_path_header(main):
+    ident = uid()
+    raw = open_raw(main, f"/ws/{ident}", b"Daphne-Root-Path: /sub%20dir\r\n")
+    raw.close()
+    headers = connect_message(main, ident)["headers"]
+    assert (b"daphne-root-path", b"/sub%20dir") in headers
+
+
+def test_websocket_disconnect_codes(main):
+    ident = uid()
+    with ws_connect(main, f"/ws/{ident}") as ws:
+        ws.send("one")
+        assert ws.recv(timeout=5) == "one"
+    channel = connect_message(main, ident)["reply_channel"]
+    assert wait_recorded(main, "websocket.disconnect", channel) == [
+        {"reply_channel": channel, "code": 1000, "path": f"/ws/{ident}", "order": 2}
+    ]
+
+    # A reject ends abnormally: 1006, and order 1 (no frames).
+    ident = uid()
+    raw = RawWebSocket(main)
+    status, _, _ = raw.handshake(f"/reject/{ident}")
+    raw.close()
+    assert status == 403
+    channel = connect_message(main, ident)["reply_channel"]
+    assert wait_recorded(main, "websocket.disconnect", channel) == [
+        {"reply_channel": channel, "code": 1006, "path": f"/reject/{ident}", "order": 1}
+    ]
+
+    # A client that just drops the TCP connection: 1006.
+    ident = uid()
+    raw = open_raw(main, f"/ws/{ident}")
+    raw.send_frame(OP_TEXT, b"x")
+    assert raw.read_frame() == (OP_TEXT, b"x")
+    raw.close()
+    channel = connect_message(main, ident)["reply_channel"]
+    assert wait_recorded(main, "websocket.disconnect", channel) == [
+        {"reply_channel": channel, "code": 1006, "path": f"/ws/{ident}", "order": 2}
+    ]
+
+
+# --------------------------------------------------------------------------
+# 2. Replies
+# --------------------------------------------------------------------------
+
+
+def test_http_reply_headers_and_streaming(main):
+    response = httpx.get(f"{main.url}/headers", timeout=5)
+    assert response.status_code == 202
+    assert response.headers["x-text-name"] == "a"
+    assert response.headers["x-bytes-name"] == "b"
+    assert response.content == b""
+
+    status, headers, body = raw_http(
+        main, b"GET /stream HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+    )
+    assert (status, body) == (201, b"one,two,three")
+    assert headers["transfer-encoding"] == ["chunked"]
+
+    # HTTP/1.0: no chunking, the body ends with the connection.
+    status, headers, body = raw_http(main, b"GET /stream HTTP/1.0\r\n\r\n")
+    assert (status, body) == (201, b"one,two,three")
+    assert "transfer-encoding" not in headers
+
+    response = httpx.get(f"{main.url}/", timeout=5)
+    assert (response.status_code, response.content) == (200, b"Hello, world!")
+    assert response.headers["content-type"] == "text/plain"
+
+    ident = uid()
+    status, headers, body = raw_http(
+        main,
+        f"HEAD /query?id={ident} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n".encode(),
+    )
+    assert (status, body) == (200, b"")
+    assert recorded(main, "http.request", ident)[0]["method"] == "HEAD"
+    [line] = wait_access(main.stdout, f"/query?id={ident}", 1)
+    assert (line["request"], line["status"], line["size"]) == (
+        f"HEAD /query?id={ident}",
+        "200",
+        "-",
+    )
+
+
+def test_http_reply_without_status_is_500(main):
+    started = time.monotonic()
+    response = httpx.get(f"{main.url}/no-status", timeout=5)
+    assert response.status_code == 500
+    assert time.monotonic() - started < 2
+    main.wait_for_line(
+        r"ERROR .*Invalid reply on daphne\.response\.\S+: "
+        "The first reply to a request must have a status",
+        stream="stderr",
+    )
+
+
+def test_http_second_status_cuts_the_response(main):
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", main.port), timeout=5) as s:
+        s.sendall(b"GET /second-status HTTP/1.1\r\nHost: h\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):  # (the server closes: no hang)
+            data += chunk
+    assert time.monotonic() - started < 3
+    status, _, body, complete = parse_response(data)
+    assert (status, body, complete) == (200, b"a", False)
+    main.wait_for_line(
+        r"Invalid reply on \S+: A status in a later reply", stream="stderr"
+    )
+
+
+def test_websocket_accept_and_implicit_accept(main):
+    with ws_connect(main, f"/ws/{uid()}") as ws:
+        ws.send("ping?")
+        assert ws.recv(timeout=5) == "ping?"
+        ws.send(b"\x01\x02")
+        assert ws.recv(timeout=5) == b"\x01\x02"
+    with ws_connect(main, f"/implicit/{uid()}") as ws:
+        assert ws.recv(timeout=5) == "hello"
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [("/reject", 403), ("/close-first", 403), ("/bad-reply", 500)],
+)
+def test_websocket_refused_handshakes(main, path, status):
+    raw = RawWebSocket(main)
+    try:
+        assert raw.handshake(f"{path}/{uid()}")[0] == status
+    finally:
+        raw.close()
+    with pytest.raises(InvalidStatus) as info:
+        ws_connect(main, f"{path}/{uid()}")
+    assert info.value.response.status_code == status
+
+
+@pytest.mark.parametrize(("text", "code"), [("close", 1000), ("close 4321", 4321)])
+def test_websocket_close_replies(main, text, code):
+    with ws_connect(main, f"/ws/{uid()}") as ws:
+        ws.send(text)
+        assert closed_with(ws).rcvd.code == code
+
+
+def test_websocket_reply_parts_are_applied_in_order(main):
+    # accept + close in one reply: the socket opens, then closes with 1000.
+    with ws_connect(main, f"/accept-close/{uid()}") as ws:
+        assert closed_with(ws).rcvd.code == 1000
+    # text + close: the frame first, then the close code.
+    with ws_connect(main, f"/ws/{uid()}") as ws:
+        ws.send("bye")
+        assert ws.recv(timeout=5) == "bye"
+        assert closed_with(ws).rcvd.code == 4000
+
+
+def test_websocket_empty_frames_are_sent(main):
+    raw = open_raw(main, f"/ws/{uid()}")
+    raw.send_frame(OP_TEXT, b"empty")
+    assert raw.read_frame() == (OP_TEXT, b"")
+    assert raw.read_frame() == (OP_BINARY, b"")
+    raw.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("both", "A WebSocket reply may carry text or bytes, not both"),
+        ("unknown", r"Unknown keys in a WebSocket reply: \['colour'\]"),
+    ],
+)
+def test_websocket_invalid_replies_close_1011(main, text, error):
+    with ws_connect(main, f"/ws/{uid()}") as ws:
+        ws.send(text)
+        closed = closed_with(ws)
+    assert closed.rcvd.code == 1011
+    main.wait_for_line(rf"ERROR .*Invalid reply on \S+: {error}", stream="stderr")
+
+
+# --------------------------------------------------------------------------
+# 3. ChannelFull
+# --------------------------------------------------------------------------
+
+
+def hold(server, data: bytes) -> socket.socket:
+    """A connection that sent ``data`` and got no answer within 0.3 s."""
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=0.3)
+    s.sendall(data)
+    with pytest.raises(TimeoutError):
+        s.recv(1)
+    return s
+
+
+def test_full_http_request_is_503(full):
+    # The first request fills http.request (nobody takes it).
+    held = hold(full, b"GET /held HTTP/1.1\r\nHost: h\r\n\r\n")
+    try:
+        ident = uid()
+        started = time.monotonic()
+        response = httpx.get(f"{full.url}/second?id={ident}", timeout=5)
+        assert time.monotonic() - started < 1
+        assert response.status_code == 503
+        assert "Request queue full." in response.text
+        assert response.headers["content-type"] == "text/html; charset=utf-8"
+        full.wait_for_line(
+            "WARNING .*Channel http.request is full: answered 503", stream="stderr"
+        )
+        deadline = time.monotonic() + 5
+        while f'"GET /second?id={ident}" 503 ' not in full.access_log.read_text():
+            assert time.monotonic() < deadline, full.access_log.read_text()
+            time.sleep(0.05)
+    finally:
+        held.close()
+
+
+def test_full_websocket_connect_is_503_without_disconnect(full):
+    ident = uid()
+    held = RawWebSocket(full, timeout=0.3)
+    held.sock.sendall(
+        f"GET /held/{ident} HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        f"Sec-WebSocket-Key: {held.key.decode()}\r\n\r\n".encode()
+    )
+    with pytest.raises(TimeoutError):
+        held.sock.recv(1)  # (pending: its websocket.connect fills the channel)
+
+    raw = RawWebSocket(full)
+    status, _, body = raw.handshake(f"/refused/{ident}")
+    raw.close()
+    assert status == 503
+    assert b"Connection queue at capacity." in body
+    full.wait_for_line(
+        "WARNING .*Channel websocket.connect is full: WebSocket handshake refused",
+        stream="stderr",
+    )
+
+    # The held socket's disconnect reaches the workers; the refused one's never.
+    held.close()
+    full.wait_for_line(rf"^MESSAGE websocket.disconnect .*'/held/{ident}'")
+    time.sleep(0.2)
+    lines = [line for line in list(full.stdout) if line.startswith("MESSAGE ")]
+    assert not [line for line in lines if f"/refused/{ident}" in line]
+    [line] = [line for line in lines if f"/held/{ident}" in line]
+    message = ast.literal_eval(line.split(" ", 2)[2])
+    assert (message["code"], message["order"]) == (1006, 1)
+
+    log = full.access_log.read_text().splitlines()
+    assert [m["request"] for m in access_lines(log, f" /refused/{ident}")] == [
+        f"{verb} /refused/{ident}"
+        for verb in ("WSCONNECTING", "WSREJECT", "WSDISCONNECT")
+    ]
+
+
+def test_full_websocket_receive_closes_1013(full_receive):
+    httpx.get(f"{full_receive.url}/drain?channel=websocket.receive", timeout=5)
+    ident = uid()
+    raw = open_raw(full_receive, f"/ws/{ident}")
+    channel = connect_message(full_receive, ident)["reply_channel"]
+    raw.send_frame(OP_TEXT, b"first")  # fills websocket.receive
+    time.sleep(0.2)
+    raw.send_frame(OP_TEXT, b"second")  # refused
+    opcode, payload = raw.read_frame()
+    assert (opcode, close_code(payload)) == (OP_CLOSE, 1013)
+    full_receive.wait_for_line(
+        "WARNING .*Channel websocket.receive is full: WebSocket closed \\(1013\\)",
+        stream="stderr",
+    )
+    queued = httpx.get(
+        f"{full_receive.url}/drain?channel=websocket.receive", timeout=5
+    ).content.decode()
+    assert [ast.literal_eval(line) for line in queued.splitlines()] == [
+        {"reply_channel": channel, "path": f"/ws/{ident}", "order": 1, "text": "first"}
+    ]
+    # Nothing more is sent for the muted socket: later frames, its disconnect.
+    raw.send_frame(OP_TEXT, b"third")
+    raw.send_frame(OP_CLOSE, struct.pack("!H", 1000))
+    raw.close()
+
+    # (A later socket's disconnect shows the workers are listening.)
+    other = uid()
+    with ws_connect(full_receive, f"/ws/{other}"):
+        pass
+    wait_recorded(full_receive, "websocket.disconnect", other)
+    time.sleep(0.1)
+    assert recorded(full_receive, "websocket.disconnect", channel) == []
+    queued = httpx.get(f"{full_receive.url}/drain?channel=websocket.receive", timeout=5)
+    assert queued.content == b""
+    lines = wait_access(full_receive.stdout, f" /ws/{ident}", 3)
+    assert [m["request"] for m in lines] == [
+        f"{verb} /ws/{ident}" for verb in ("WSCONNECTING", "WSCONNECT", "WSDISCONNECT")
+    ]
+
+
+# --------------------------------------------------------------------------
+# 4. Timeouts
+# --------------------------------------------------------------------------
+
+
+def test_http_timeout_503(timeouts):
+    ident = uid()
+    started = time.monotonic()
+    response = httpx.get(f"{timeouts.url}/no-reply?id={ident}", timeout=10)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 503
+    assert 0.9 < elapsed < 2.5
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    [line] = wait_access(timeouts.stdout, f"/no-reply?id={ident}", 1)
+    assert (line["status"], line["size"]) == ("503", str(len(response.content)))
+    channel = recorded(timeouts, "http.request", ident)[0]["reply_channel"]
+    assert wait_recorded(timeouts, "http.disconnect", channel) == [
+        {"reply_channel": channel, "path": "/no-reply"}
+    ]
+
+
+def test_http_timeout_page_explains(timeouts):
+    response = httpx.get(f"{timeouts.url}/no-reply?id={uid()}", timeout=10)
+    assert response.status_code == 503
+    assert "The server did not respond within the time limit." in response.text
+
+
+def test_timeout_mid_stream_does_not_stop_later_timeouts(timeouts):
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", timeouts.port), timeout=5) as s:
+        s.sendall(b"GET /stream-then-stall HTTP/1.1\r\nHost: h\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert 0.9 < time.monotonic() - started < 2.5
+    status, _, body, complete = parse_response(data)
+    assert (status, body, complete) == (200, b"start", False)
+
+    for _ in range(2):
+        started = time.monotonic()
+        response = httpx.get(f"{timeouts.url}/no-reply", timeout=10)
+        assert response.status_code == 503
+        assert 0.9 < time.monotonic() - started < 2.5
+
+
+def test_websocket_connect_timeout_403(timeouts):
+    ident = uid()
+    raw = RawWebSocket(timeouts)
+    started = time.monotonic()
+    status, _, _ = raw.handshake(f"/no-accept/{ident}")
+    raw.close()
+    assert status == 403
+    assert 0.9 < time.monotonic() - started < 2.5
+    lines = wait_access(timeouts.stdout, f"/no-accept/{ident}", 3)
+    assert [line["request"].split()[0] for line in lines] == [
+        "WSCONNECTING",
+        "WSREJECT",
+        "WSDISCONNECT",
+    ]
+    channel = connect_message(timeouts, ident)["reply_channel"]
+    assert wait_recorded(timeouts, "websocket.disconnect", channel) == [
+        {
+            "reply_channel": channel,
+            "code": 1006,
+            "path": f"/no-accept/{ident}",
+            "order": 1,
+        }
+    ]
+
+
+def test_websocket_timeout_closes_1000(timeouts):
+    started = time.monotonic()
+    with ws_connect(timeouts, f"/ws/{uid()}") as ws:
+        ws.send("still here")
+        assert ws.recv(timeout=5) == "still here"
+        closed = closed_with(ws)
+    assert closed.rcvd.code == 1000
+    assert 1.9 < time.monotonic() - started < 3.5
+
+
+def test_websocket_timeout_defaults_to_group_expiry(short_expiry):
+    started = time.monotonic()
+    with ws_connect(short_expiry, f"/ws/{uid()}") as ws:
+        ws.send("x")
+        assert ws.recv(timeout=5) == "x"
+        closed = closed_with(ws)
+    assert closed.rcvd.code == 1000
+    assert 1.9 < time.monotonic() - started < 3.5
+
+
+def test_websocket_connect_timeout_minus_one_is_never(keepalive):
+    ident = uid()
+    raw = RawWebSocket(keepalive, timeout=2.2)
+    raw.sock.sendall(
+        f"GET /no-accept/{ident} HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        f"Sec-WebSocket-Key: {raw.key.decode()}\r\n\r\n".encode()
+    )
+    try:
+        with pytest.raises(TimeoutError):
+            raw.sock.recv(1)  # still pending after 2 s
+        channel = connect_message(keepalive, ident)["reply_channel"]
+        assert recorded(keepalive, "websocket.disconnect", channel) == []
+    finally:
+        raw.close()
+
+
+def test_ping_timeout_drops_a_silent_client(keepalive):
+    # A client that answers pings (websockets does) stays connected meanwhile.
+    with ws_connect(keepalive, f"/ws/{uid()}") as answering:
+        ident = uid()
+        raw = open_raw(keepalive, f"/ws/{ident}")
+        started = time.monotonic()
+        assert raw.read_frame()[0] == OP_PING
+        assert 0.8 < time.monotonic() - started < 2
+        with pytest.raises((EOFError, ConnectionResetError)):
+            while True:
+                raw.read_frame()  # (never answered)
+        assert 1.8 < time.monotonic() - started < 3.5
+        raw.close()
+        channel = connect_message(keepalive, ident)["reply_channel"]
+        assert wait_recorded(keepalive, "websocket.disconnect", channel) == [
+            {"reply_channel": channel, "code": 1006, "path": f"/ws/{ident}", "order": 1}
+        ]
+        answering.send("alive")
+        assert answering.recv(timeout=5) == "alive"
+
+
+# --------------------------------------------------------------------------
+# 5. Many concurrent connections
+# --------------------------------------------------------------------------
+
+
+def test_replies_reach_the_right_connection(main):
+    ident = uid()
+
+    async def http_one(client: httpx.AsyncClient, n: int) -> tuple[int, bytes]:
+        response = await client.get(f"/query?n={n}&id={ident}")
+        return response.status_code, response.content
+
+    async def ws_one(n: int) -> list:
+        async with async_connect(ws_url(main, f"/ws/{ident}-{n}"), **CLIENT) as ws:
+            got = []
+            for k in range(3):
+                await ws.send(f"{n}-{k}-{ident}")
+                got.append(await ws.recv())
+            await ws.send(f"{n}-bytes".encode())
+            got.append(await ws.recv())
+            return got
+
+    async def run() -> tuple[list, list]:
+        limits = httpx.Limits(max_connections=200)
+        async with httpx.AsyncClient(
+            base_url=main.url, limits=limits, timeout=20
+        ) as client:
+            results = await asyncio.gather(
+                asyncio.gather(*(http_one(client, n) for n in range(200))),
+                asyncio.gather(*(ws_one(n) for n in range(100))),
+            )
+        return results[0], results[1]
+
+    http_results, ws_results = asyncio.run(run())
+    assert http_results == [(200, f"n={n}&id={ident}".encode()) for n in range(200)]
+    assert ws_results == [
+        [f"{n}-{k}-{ident}" for k in range(3)] + [f"{n}-bytes".encode()]
+        for n in range(100)
+    ]
+    requests = recorded(main, "http.request", ident)
+    assert len({m["reply_channel"] for m in requests}) == 200
+    channels = {m["reply_channel"] for m in recorded(main, "websocket.connect", ident)}
+    assert len(channels) == 100
+
+
+# --------------------------------------------------------------------------
+# 6. A layer that fails for a while
+# --------------------------------------------------------------------------
+
+
+def test_layer_send_failure_and_recovery(flaky):
+    flag = flaky.flags / "send"
+    with ws_connect(flaky, f"/ws/{uid()}") as ws:
+        ws.send("before")
+        assert ws.recv(timeout=5) == "before"
+        flag.touch()
+        try:
+            response = httpx.get(f"{flaky.url}/", timeout=5)
+            assert response.status_code == 503
+            assert "The channel layer is unavailable." in response.text
+            flaky.wait_for_line(
+                r"ERROR .*Could not send to channel http.request "
+                r"\(ConnectionError: backend gone \(send\)\): answered 503",
+                stream="stderr",
+            )
+            raw = RawWebSocket(flaky)
+            assert raw.handshake(f"/ws/{uid()}")[0] == 503
+            raw.close()
+            ws.send("during")
+            assert closed_with(ws).rcvd.code == 1011
+        finally:
+            flag.unlink()
+    response = httpx.get(f"{flaky.url}/", timeout=5)
+    assert (response.status_code, response.content) == (200, b"Hello, world!")
+    with ws_connect(flaky, f"/ws/{uid()}") as ws:
+        ws.send("after")
+        assert ws.recv(timeout=5) == "after"
+
+
+def test_layer_receive_failure_and_recovery(flaky):
+    flag = flaky.flags / "receive"
+    flag.touch()
+    result: list = []
+    try:
+        thread = threading.Thread(
+            target=lambda: result.append(httpx.get(f"{flaky.url}/", timeout=15))
+        )
+        thread.start()
+        flaky.wait_for_line(
+            r"ERROR .*Error receiving from the channel layer: "
+            r"ConnectionError: backend gone \(receive\) \(retrying\)",
+            stream="stderr",
+        )
+        time.sleep(0.5)
+        assert not result  # waiting for its reply
+    finally:
+        flag.unlink()
+    removed = time.monotonic()
+    thread.join(10)
+    assert time.monotonic() - removed < 3
+    assert [(r.status_code, r.content) for r in result] == [(200, b"Hello, world!")]
+    flaky.wait_for_line("INFO .*Receiving from the channel layer again", "stderr")
+
+
+# --------------------------------------------------------------------------
+# 7. Readers and --interface
+# --------------------------------------------------------------------------
+
+
+def test_start_up_log_twisted_reader(main):
+    main.wait_for_line(
+        r"INFO +Starting server at tcp:0:interface=127\.0\.0\.1, "
+        rf"channel layer \(ASGI v1\) {APP}$",
+        stream="stderr",
+    )
+    main.wait_for_line(
+        r"Receiving replies on daphne\.response\.[A-Za-z]{10}! through the "
+        "channel layer's Twisted extension",
+        stream="stderr",
+    )
+    assert not [line for line in main.stderr if "Polling" in line]
+
+
+def test_force_sync_polls_and_works(polling):
+    polling.wait_for_line(
+        r"INFO +Polling the channel layer for replies on daphne\.response\.",
+        stream="stderr",
+    )
+    assert not [line for line in polling.stderr if "Twisted extension" in line]
+    ident = uid()
+    response = httpx.get(f"{polling.url}/query?id={ident}", timeout=5)
+    assert (response.status_code, response.content) == (200, f"id={ident}".encode())
+    assert httpx.get(f"{polling.url}/stream", timeout=5).content == b"one,two,three"
+    with ws_connect(polling, f"/ws/{ident}") as ws:
+        for n in range(5):
+            ws.send(f"m{n}")
+            assert ws.recv(timeout=5) == f"m{n}"
+    channel = recorded(polling, "http.request", ident)[0]["reply_channel"]
+    assert REPLY_CHANNEL.fullmatch(channel)
+
+
+@pytest.mark.parametrize(
+    ("interface", "target", "error"),
+    [
+        (
+            "asgi3",
+            APP,
+            "daphne: error: InMemoryChannelLayer object is not an ASGI "
+            "application (it is not callable)",
+        ),
+        (
+            "channel-layer",
+            "tests.apps:application",
+            "daphne: error: function object is not a channel layer "
+            "(it needs send, receive and new_channel methods)",
+        ),
+    ],
+)
+def test_interface_mismatch_is_a_one_line_error(interface, target, error):
+    result = subprocess.run(
+        [sys.executable, "-m", "daphne", "--interface", interface, target],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert result.returncode != 0
+    assert result.stderr.splitlines() == [error]
+
+
+# --------------------------------------------------------------------------
+# 8. Subprotocols
+# --------------------------------------------------------------------------
+
+
+def test_subprotocol_selection(main):
+    with ws_connect(main, f"/ws/{uid()}", subprotocols=["superchat", "chat"]) as ws:
+        assert ws.subprotocol == "chat"
+        ws.send("x")
+        assert ws.recv(timeout=5) == "x"
+    ident = uid()
+    raw = RawWebSocket(main)
+    status, headers, _ = raw.handshake(
+        f"/ws/{ident}", b"Sec-WebSocket-Protocol: superchat, chat\r\n"
+    )
+    raw.close()
+    assert (status, headers["sec-websocket-protocol"]) == (101, ["chat"])
+    assert (b"sec-websocket-protocol", b"superchat, chat") in connect_message(
+        main, ident
+    )["headers"]
+
+    # The first one the client offers, not the server's first.
+    with ws_connect(main, f"/ws/{uid()}", subprotocols=["other", "chat"]) as ws:
+        assert ws.subprotocol == "other"
+
+    with ws_connect(main, f"/ws/{uid()}", subprotocols=["x", "y"]) as ws:
+        assert ws.subprotocol is None
+        ws.send("still open")
+        assert ws.recv(timeout=5) == "still open"
+
+
+# --------------------------------------------------------------------------
+# 9. Access log
+# --------------------------------------------------------------------------
+
+
+def test_access_log(main):
+    ident = uid()
+    response = httpx.get(f"{main.url}/query?id={ident}", timeout=5)
+    [line] = wait_access(main.stdout, f"/query?id={ident}", 1)
+    assert line["request"] == f"GET /query?id={ident}"
+    assert (line["status"], line["size"]) == ("200", str(len(response.content)))
+    assert line["client"].startswith("127.0.0.1:")
+
+    with ws_connect(main, f"/log/{ident}") as ws:
+        port = ws.local_address[1]
+        ws.send("x")
+        ws.recv(timeout=5)
+    lines = wait_access(main.stdout, f" /log/{ident}", 3)
+    assert [(m["client"], m["request"], m["status"], m["size"]) for m in lines] == [
+        (f"127.0.0.1:{port}", f"{verb} /log/{ident}", "-", "-")
+        for verb in ("WSCONNECTING", "WSCONNECT", "WSDISCONNECT")
+    ]
+
+    raw = RawWebSocket(main)
+    assert raw.handshake(f"/reject/{ident}")[0] == 403
+    raw.close()
+    lines = wait_access(main.stdout, f" /reject/{ident}", 3)
+    assert [m["request"] for m in lines] == [
+        f"{verb} /reject/{ident}"
+        for verb in ("WSCONNECTING", "WSREJECT", "WSDISCONNECT")
+    ]
+
+
+# --------------------------------------------------------------------------
+# 10. Proxy headers
+# --------------------------------------------------------------------------
+
+
+def test_proxy_headers(main):
+    ident = uid()
+    response = httpx.get(
+        f"{main.url}/query?id={ident}",
+        headers={
+            "X-Forwarded-For": "10.0.0.1, 10.0.0.2",
+            "X-Forwarded-Port": "8080",
+            "X-Forwarded-Proto": "https",
+        },
+        timeout=5,
+    )
+    assert response.status_code == 200
+    [message] = recorded(main, "http.request", ident)
+    assert message["client"] == ["10.0.0.1", 8080]
+    assert message["scheme"] == "https"
+    assert (b"x-forwarded-for", b"10.0.0.1, 10.0.0.2") in message["headers"]
+    [line] = wait_access(main.stdout, f"/query?id={ident}", 1)
+    assert line["client"] == "10.0.0.1:8080"
+
+    ident = uid()
+    headers = {"X-Forwarded-For": "10.9.9.9", "X-Forwarded-Port": "81"}
+    with ws_connect(main, f"/ws/{ident}", additional_headers=headers) as ws:
+        ws.send("x")
+        assert ws.recv(timeout=5) == "x"
+    message = connect_message(main, ident)
+    assert message["client"] == ["10.9.9.9", 81]
+    assert list(message) == CONNECT_KEYS  # (no scheme, no root_path)
