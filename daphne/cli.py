@@ -18,6 +18,7 @@ from .config import INTERFACES, Config, ConfigError
 from .endpoints import build_endpoint_description_strings
 from .hosts import INTERFACE_NAMES, TargetError, detect_interface
 from .hosts.layer import LAYER_HTTP_TIMEOUT, layer_config
+from .layers import compat as layers_compat
 from .server import Server, ServerError, install_reactor
 from .utils import ImportTargetError, import_by_path
 
@@ -373,6 +374,9 @@ class CommandLineInterface:
             # twisted.internet.reactor there gets the asyncio one.
             install_reactor()
             sys.path.insert(0, ".")
+            # v1 layers written for asgiref 1.x (asgi_redis) import
+            # asgiref.base_layer, which asgiref 3 lacks.
+            layers_compat.install()
             application = self.load_application(options.application)
             interface = detect_interface(application, options.interface)
             if interface == "channel-layer":
