@@ -245,8 +245,14 @@ class InMemoryChannelLayer:
                     return
             result.callback((item[1], item[2]))
 
-        # (Woken under the lock, in the sender's thread.)
-        waiter = _Waiter(lambda: reactor.callFromThread(attempt), names)
+        # Woken under the lock, in the sender's thread. On the asyncio
+        # reactor, straight through its loop: Twisted's callFromThread adds
+        # a timed call and a second loop turn.
+        loop = _get_running_loop()
+        if loop is not None:
+            waiter = _Waiter(lambda: loop.call_soon_threadsafe(attempt), names)
+        else:
+            waiter = _Waiter(lambda: reactor.callFromThread(attempt), names)
         attempt()
         return result
 
