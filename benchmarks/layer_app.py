@@ -1,7 +1,7 @@
 """The channel layer served in the benchmark's "channel layer mode" sections.
 
-Channel-layer servers (the original Daphne 1.4.2 today, daphne itself once it
-has a channel-layer mode) are started as ``daphne ... layer_app:channel_layer``
+Channel-layer servers (the original Daphne 1.4.2, and daphne's own
+channel-layer mode) are started as ``daphne ... layer_app:channel_layer``
 with ``benchmarks/`` as their working directory. Importing this module:
 
 * creates an in-memory ASGI v1 channel layer with a capacity of 100 messages
@@ -40,7 +40,7 @@ import sys
 import threading
 import time
 
-try:  # daphne's own layer, once it exists (daphne's channel-layer mode)
+try:  # daphne's own layer (in daphne's virtualenv)
     from daphne.layers import InMemoryChannelLayer as LayerClass
 except ImportError:
     try:  # the original, in Daphne 1.4.2's virtualenv
