@@ -125,6 +125,35 @@ def test_asgi3_app_sees_scope_receive_and_send(loop, clock):
     assert sink.finished == [None]
 
 
+@pytest.mark.parametrize("interface", ["asgi3", "asgi2"])
+def test_forced_interface(loop, clock, interface):
+    """--interface overrides the guess: a plain function returning a coroutine
+    looks like ASGI 2 to asgiref, and may be either."""
+    calls = []
+
+    async def respond(receive, send):
+        calls.append(await receive())
+        await send(START)
+
+    if interface == "asgi3":
+
+        def app(scope, receive, send):
+            return respond(receive, send)
+
+    else:
+
+        def app(scope):
+            return respond
+
+    host = AppHost(app, Config(), clock, loop=loop, interface=interface)
+    sink = FakeSink()
+    instance = host.start(dict(HTTP_SCOPE), sink)
+    instance.put(REQUEST)
+    settle(loop)
+    assert calls == [REQUEST]
+    assert sink.replies == [START]
+
+
 def test_asgi2_double_callable_class_runs_through_asgiref(loop, clock):
     calls = []
 

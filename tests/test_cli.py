@@ -408,6 +408,9 @@ HELP_OPTIONS = [
     "--server-name",
     "--no-server-name",
     "--lifespan",
+    "--interface",
+    "--force-sync",
+    "--ws-protocol",
 ]
 
 
