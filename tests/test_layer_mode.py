@@ -933,21 +933,19 @@ def test_websocket_connect_timeout_403(timeouts):
     ]
 
 
-def test_websocket_timeout_closes_1000(timeouts):
+@pytest.mark.parametrize(
+    "server_fixture",
+    [
+        "timeouts",  # --websocket_timeout 2
+        "short_expiry",  # no option: the layer's group_expiry (2 s)
+    ],
+)
+def test_websocket_timeout_closes_1000(request, server_fixture):
+    server = request.getfixturevalue(server_fixture)
     started = time.monotonic()
-    with ws_connect(timeouts, f"/ws/{uid()}") as ws:
+    with ws_connect(server, f"/ws/{uid()}") as ws:
         ws.send("still here")
         assert ws.recv(timeout=5) == "still here"
-        closed = closed_with(ws)
-    assert closed.rcvd.code == 1000
-    assert 1.9 < time.monotonic() - started < 3.5
-
-
-def test_websocket_timeout_defaults_to_group_expiry(short_expiry):
-    started = time.monotonic()
-    with ws_connect(short_expiry, f"/ws/{uid()}") as ws:
-        ws.send("x")
-        assert ws.recv(timeout=5) == "x"
         closed = closed_with(ws)
     assert closed.rcvd.code == 1000
     assert 1.9 < time.monotonic() - started < 3.5

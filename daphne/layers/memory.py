@@ -164,12 +164,7 @@ class InMemoryChannelLayer:
     def send(self, channel: str, message: dict) -> None:
         """Queue ``message``; ``ChannelFull`` if the channel is at capacity."""
         check_channel_name(channel)
-        copied, size = copy_message(message)
-        if size > self.max_message_size:
-            raise MessageTooLarge(
-                f"Message of about {size} bytes is larger than {self.max_message_size}"
-            )
-        self._put(non_local_name(channel), channel, copied)
+        self._put(non_local_name(channel), channel, self._copy(message))
 
     def _put(self, queue_name: str, channel: str, message: dict) -> None:
         with self._lock:
@@ -296,11 +291,7 @@ class InMemoryChannelLayer:
     def send_group(self, group: str, message: dict) -> None:
         """Send to every member; members whose channel is full are skipped."""
         check_group_name(group)
-        copied, size = copy_message(message)
-        if size > self.max_message_size:
-            raise MessageTooLarge(
-                f"Message of about {size} bytes is larger than {self.max_message_size}"
-            )
+        copied = self._copy(message)
         with self._lock:
             members = self._members(group)
         for channel in members:
@@ -330,6 +321,15 @@ class InMemoryChannelLayer:
                 self._checked.clear()
             self._checked[key] = names
         return names
+
+    def _copy(self, message: dict) -> dict:
+        """The message to queue: copied, checked, and within the size limit."""
+        copied, size = copy_message(message)
+        if size > self.max_message_size:
+            raise MessageTooLarge(
+                f"Message of about {size} bytes is larger than {self.max_message_size}"
+            )
+        return copied
 
     def _capacity(self, queue_name: str) -> int:
         capacity = self._capacities.get(queue_name)
