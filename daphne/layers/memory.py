@@ -46,6 +46,7 @@ ITEM_SIZE = 8
 Item = tuple[float, str, dict]
 
 _SCALARS = (int, float, bool, type(None))
+_TEXT = (str, bytes)
 
 
 def copy_message(message: Any) -> tuple[dict, int]:
@@ -92,6 +93,17 @@ def _copy(value: Any) -> tuple[Any, int]:
                 size += len(item) + ITEM_SIZE
             elif kind_ in _SCALARS:
                 size += ITEM_SIZE
+            elif (
+                (kind_ is tuple or kind_ is list)
+                and len(item) == 2
+                and type(item[0]) in _TEXT
+                and type(item[1]) in _TEXT
+            ):
+                # A header: a pair of text or bytes (the commonest list item).
+                size += len(item[0]) + len(item[1]) + 3 * ITEM_SIZE
+                if kind_ is list:
+                    item = [item[0], item[1]]
+                    shared = False
             else:
                 item, item_size = _copy(item)
                 size += item_size
