@@ -4,6 +4,7 @@ and Twisted wake-ups, defaults)."""
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import fnmatch
 import sys
@@ -458,3 +459,37 @@ LayerAgainstModel.TestCase.settings = settings(
     max_examples=40, stateful_step_count=40, deadline=None
 )
 TestLayerAgainstModel = LayerAgainstModel.TestCase
+
+
+def test_a_loop_that_stops_before_waking_does_not_hold_up_other_senders():
+    """Sends from an event loop wake blocked receivers after the loop's turn;
+    a loop that never finishes its turn must not delay other loops' sends."""
+    layer = InMemoryChannelLayer(blocking_timeout=3)
+    got: dict[str, Any] = {}
+
+    def receive(name: str) -> None:
+        got[name] = layer.receive([name], block=True)
+
+    threads = [threading.Thread(target=receive, args=(n,)) for n in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.1)  # (both blocked now)
+
+    abandoned = asyncio.new_event_loop()
+    asyncio.events._set_running_loop(abandoned)  # it never runs its callbacks
+    try:
+        layer.send("a", {"n": 0})
+    finally:
+        asyncio.events._set_running_loop(None)
+        abandoned.close()
+
+    async def send() -> None:
+        layer.send("b", {"n": 1})
+
+    started = time.monotonic()
+    asyncio.run(send())
+    threads[1].join(2)
+    assert got.get("b") == ("b", {"n": 1})
+    assert time.monotonic() - started < 1
+    threads[0].join(5)  # (its wake-up was lost with the loop: it times out)
+    assert got["a"] == ("a", {"n": 0})

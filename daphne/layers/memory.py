@@ -166,7 +166,9 @@ class InMemoryChannelLayer:
         #: Channel lists already checked for receive().
         self._checked: dict[tuple, list[str]] = {}
         #: Queues sent to from an event loop whose waiters are yet to be woken.
-        self._pending_wakes: set[str] = set()
+        #: (Per loop: a loop that stops before its turn ends only delays
+        #: the wake-ups of its own sends, until the receivers' timeout.)
+        self._pending_wakes: dict[Any, set[str]] = {}
         #: group -> {channel: membership expiry time}
         self._groups: dict[str, dict[str, float]] = {}
         self._random = random.SystemRandom()
@@ -197,9 +199,11 @@ class InMemoryChannelLayer:
                     # Sent from an event loop (daphne's reactor thread): wake
                     # the receivers once, after the loop's current callbacks,
                     # so a burst of sends costs one thread switch, not one each.
-                    if not self._pending_wakes:
-                        loop.call_soon(self._wake_pending)
-                    self._pending_wakes.add(queue_name)
+                    pending = self._pending_wakes.get(loop)
+                    if pending is None:
+                        pending = self._pending_wakes[loop] = set()
+                        loop.call_soon(self._wake_pending, loop)
+                    pending.add(queue_name)
 
     def receive(
         self, channels: Iterable[str], block: bool = False
@@ -383,14 +387,13 @@ class InMemoryChannelLayer:
             del self._queues[best_name]  # (keep the table of queues small)
         return item
 
-    def _wake_pending(self) -> None:
+    def _wake_pending(self, loop: Any) -> None:
         with self._lock:
-            for name in self._pending_wakes:
+            for name in self._pending_wakes.pop(loop, ()):
                 waiters = self._waiters.get(name)
                 queue = self._queues.get(name)
                 if waiters and queue:
                     self._wake(waiters[0])
-            self._pending_wakes.clear()
 
     def _register(self, waiter: _Waiter) -> None:
         for name in waiter.names:
