@@ -731,8 +731,11 @@ class HTTP11Protocol(protocol.Protocol):
         if self.deadline_kind == "body":
             self.clear_deadline()
         self.flush_body(more=False)
-        self.parsing.body_complete = True
+        request = self.parsing
+        request.body_complete = True
         self.parsing = None
+        if request is self.request:
+            self.arm_http_timer()
 
     def flush_body(self, more: bool) -> None:
         body, self.partial_body = self.partial_body, None
@@ -803,21 +806,28 @@ class HTTP11Protocol(protocol.Protocol):
         if self.closing:
             request.keep_alive = False
         self.running.add(request)
-        timeout = self.config.http_timeout
-        if timeout is not None:
-            # One timer per connection, moved on for each request: a reset
-            # costs a twentieth of a new call and its cancellation.
-            timer = self.http_timer
-            if timer is not None and timer.active():
-                timer.reset(timeout)
-            else:
-                self.http_timer = self.reactor.callLater(timeout, self.http_timed_out)
+        if request.body_complete:  # (else once it is: see on_message_complete)
+            self.arm_http_timer()
         request.start(self.factory.host)
         if self.write_paused:
             request.instance.pause_sending()
 
+    def arm_http_timer(self) -> None:
+        """Time the request being answered, now that it has been received
+        in full (a slow upload is the body timeout's business)."""
+        timeout = self.config.http_timeout
+        if timeout is None:
+            return
+        # One timer per connection, moved on for each request: a reset costs
+        # a twentieth of a new call and its cancellation.
+        timer = self.http_timer
+        if timer is not None and timer.active():
+            timer.reset(timeout)
+        else:
+            self.http_timer = self.reactor.callLater(timeout, self.http_timed_out)
+
     def http_timed_out(self) -> None:
-        """The request begun ``http_timeout`` ago (the last reset) is late."""
+        """The request received ``http_timeout`` ago (the last reset) is late."""
         self.http_timer = None
         request = self.request
         if request is not None and not request.finished:

@@ -16,6 +16,7 @@ both sides speak ASGI 3 event dicts:
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Protocol
 
 Event = dict[str, Any]
@@ -98,6 +99,13 @@ def detect_interface(target: Any, interface: str = "auto") -> str:
 
     from .layer import is_channel_layer
 
+    if inspect.isclass(target) and all(
+        callable(getattr(target, name, None))
+        for name in ("send", "receive", "new_channel")
+    ):
+        raise TargetError(
+            f"{target.__name__} is a channel layer class: name an instance of it"
+        )
     layer = is_channel_layer(target)
     if interface == "channel-layer":
         if not layer:

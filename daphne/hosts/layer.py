@@ -73,7 +73,7 @@ def is_async_layer(layer: Any) -> bool:
 
 def is_channel_layer(target: Any) -> bool:
     """Whether ``target`` looks like a channel layer rather than an application."""
-    return all(
+    return not inspect.isclass(target) and all(
         callable(getattr(target, name, None))
         for name in ("send", "receive", "new_channel")
     )
@@ -95,6 +95,20 @@ def layer_config(config: Config, layer: Any, explicit: set[str]) -> Config:
     return config.replace(**changes) if changes else config
 
 
+def is_channel_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is a layer's ChannelFull: ASGI v1 layers and Channels 4
+    layers each define their own class, and all of them call it that."""
+    return isinstance(exc, ChannelFull) or _named(exc, "ChannelFull")
+
+
+def is_message_too_large(exc: BaseException) -> bool:
+    return isinstance(exc, MessageTooLarge) or _named(exc, "MessageTooLarge")
+
+
+def _named(exc: BaseException, name: str) -> bool:
+    return any(cls.__name__ == name for cls in type(exc).__mro__)
+
+
 class InvalidReply(ASGIProtocolError):
     """A worker's reply message does not fit the ASGI v1 shapes."""
 
@@ -114,8 +128,6 @@ class LayerHost:
         self.reactor = reactor
         self._loop = loop
         self.is_async = is_async_layer(layer)
-        self.ChannelFull = getattr(layer, "ChannelFull", ChannelFull)
-        self.MessageTooLarge = getattr(layer, "MessageTooLarge", MessageTooLarge)
         #: The process-specific channel replies arrive on (an asyncio layer
         #: names it itself, in :meth:`start_reading`).
         self.prefix = f"daphne.response.{random_name()}!"
@@ -193,6 +205,9 @@ class LayerHost:
         try:
             self.layer.send(channel, message)
         except Exception as exc:
+            # Nothing more may go out for this exchange from now on; the
+            # answer to the client comes from a fresh call stack.
+            instance.refuse_sends(channel)
             self.reactor.callLater(0, instance.send_failed, channel, exc)
 
     async def _drain(self, instance: LayerInstance) -> None:
@@ -203,14 +218,26 @@ class LayerHost:
             try:
                 await self.layer.send(channel, message)
             except Exception as exc:
+                instance.refuse_sends(channel)
                 instance.send_failed(channel, exc)
             outbox.popleft()
+            if instance.muted:
+                outbox.clear()
 
 
 class LayerInstance:
     """One connection's exchange with the workers, seen as an ASGI instance."""
 
-    __slots__ = ("host", "scope", "sink", "channel", "ended", "replying", "outbox")
+    __slots__ = (
+        "host",
+        "scope",
+        "sink",
+        "channel",
+        "ended",
+        "replying",
+        "outbox",
+        "muted",
+    )
 
     def __init__(self, host: LayerHost, scope: Scope, sink: Sink) -> None:
         self.host = host
@@ -221,6 +248,8 @@ class LayerInstance:
         self.replying = False
         #: Messages not yet sent (asyncio layers only).
         self.outbox: deque[tuple[str, dict]] | None = None
+        #: The layer refused a message: no more are sent for this exchange.
+        self.muted = False
         self.channel = host.register(self)
 
     # -- Instance ------------------------------------------------------------
@@ -250,8 +279,8 @@ class LayerInstance:
 
     def end_soon(self, exc: BaseException | None = None) -> None:
         """:meth:`end`, from a fresh call stack (the protocol may be in the
-        middle of calling us), unless a reply being delivered will end it."""
-        if not self.ended and not self.replying:
+        middle of calling us)."""
+        if not self.ended:
             self.host.reactor.callLater(0, self.end, exc)
 
     # -- replies ---------------------------------------------------------------
@@ -284,11 +313,15 @@ class LayerInstance:
         """A reply could not be delivered: end the exchange as an error."""
         self.end(exc)
 
+    def refuse_sends(self, channel: str) -> None:
+        """A send to ``channel`` failed: stop sending (at once; the failure
+        itself is reported by :meth:`send_failed`, later)."""
+
     def send_failed(self, channel: str, exc: Exception) -> None:
         raise NotImplementedError
 
     def log_send_failure(self, channel: str, exc: Exception, outcome: str) -> None:
-        if isinstance(exc, self.host.ChannelFull):
+        if is_channel_full(exc):
             logger.warning("Channel %s is full: %s", channel, outcome)
         else:
             logger.error(
@@ -323,16 +356,28 @@ class HTTPInstance(LayerInstance):
             if not event.get("more_body", False):
                 self.send_request()
         elif kind == "http.disconnect":
-            if self.request_sent and not self.disconnect_sent:
-                self.disconnect_sent = True
-                self.host.send(
-                    self,
-                    "http.disconnect",
-                    {"reply_channel": self.channel, "path": self.scope["path"]},
-                )
+            self.send_disconnect()
             self.host.unregister(self.channel)
             self.end_soon()
         return True
+
+    def end_soon(self, exc: BaseException | None = None) -> None:
+        if not self.replying:  # (else the reply being delivered ends it)
+            super().end_soon(exc)
+
+    def refused(self, exc: ASGIProtocolError) -> None:
+        self.send_disconnect()  # (the protocol's finish() will find no instance)
+        self.end(exc)
+
+    def send_disconnect(self) -> None:
+        """``http.disconnect``, once, if the workers heard of the request."""
+        if self.request_sent and not self.disconnect_sent:
+            self.disconnect_sent = True
+            self.host.send(
+                self,
+                "http.disconnect",
+                {"reply_channel": self.channel, "path": self.scope["path"]},
+            )
 
     def send_request(self) -> None:
         scope = self.scope
@@ -383,15 +428,18 @@ class HTTPInstance(LayerInstance):
         if not more:
             self.end()
 
+    def refuse_sends(self, channel: str) -> None:
+        if channel == "http.request":
+            self.request_sent = False  # the workers never heard of it
+
     def send_failed(self, channel: str, exc: Exception) -> None:
         if channel != "http.request" or self.ended:
             # (A lost http.disconnect is not the client's problem.)
             self.log_send_failure(channel, exc, "ignored")
             return
-        self.request_sent = False  # the worker never heard of this request
-        if isinstance(exc, self.host.ChannelFull):
+        if is_channel_full(exc):
             status, detail = 503, "Request queue full."
-        elif isinstance(exc, self.host.MessageTooLarge):
+        elif is_message_too_large(exc):
             status, detail = 413, "The request is too large for the channel layer."
         else:
             status, detail = 503, "The channel layer is unavailable."
@@ -422,15 +470,15 @@ class WebSocketInstance(LayerInstance):
     """A WebSocket: ``websocket.connect``, ``.receive`` (numbered by
     ``order``) and ``.disconnect``; replies ``{accept, text, bytes, close}``."""
 
-    __slots__ = ("order", "accepted", "muted")
+    __slots__ = ("order", "accepted", "reported")
 
     def __init__(self, host: LayerHost, scope: Scope, sink: Sink) -> None:
         super().__init__(host, scope, sink)
         #: Frames received so far.
         self.order = 0
         self.accepted = False
-        #: The layer refused a message: no more are sent for this socket.
-        self.muted = False
+        #: A refused send was answered (503 or a close) already.
+        self.reported = False
 
     def put(self, event: Event) -> bool:
         if self.muted:
@@ -559,13 +607,18 @@ class WebSocketInstance(LayerInstance):
                 return name
         return None
 
+    def refuse_sends(self, channel: str) -> None:
+        # Like the original: the workers hear nothing more of this socket,
+        # not even frames already read.
+        if channel != "websocket.disconnect":
+            self.muted = True
+
     def send_failed(self, channel: str, exc: Exception) -> None:
-        if channel == "websocket.disconnect" or self.ended or self.muted:
+        if channel == "websocket.disconnect" or self.ended or self.reported:
             self.log_send_failure(channel, exc, "ignored")
             return
-        # Like the original: the workers hear nothing more of this socket.
-        self.muted = True
-        full = isinstance(exc, self.host.ChannelFull)
+        self.reported = True
+        full = is_channel_full(exc)
         if channel == "websocket.connect":
             self.log_send_failure(channel, exc, "WebSocket handshake refused (503)")
             detail = "Connection queue at capacity." if full else "Layer unavailable."
@@ -659,6 +712,8 @@ class PollingReader(Reader):
     def __init__(self, host: LayerHost) -> None:
         super().__init__(host)
         self.call: Any = None
+        #: Inside poll(): it schedules the next one itself.
+        self.polling = False
         self.delay = 0.0
         self.description = (
             f"Polling the channel layer for replies on {host.prefix} "
@@ -667,7 +722,7 @@ class PollingReader(Reader):
         )
 
     def registered(self, channel: str) -> None:
-        if self.call is None and not self.stopped:
+        if self.call is None and not self.polling and not self.stopped:
             self.delay = 0.0
             self.call = self.reactor.callLater(0, self.poll)
 
@@ -689,6 +744,7 @@ class PollingReader(Reader):
             return
         channels = [self.host.prefix]
         got = 0
+        self.polling = True
         try:
             while got < self.BATCH:
                 channel, message = self.layer.receive(channels, block=False)
@@ -704,8 +760,10 @@ class PollingReader(Reader):
                 delay = 0.0
             else:
                 delay = min(max(self.delay * 2, self.MIN_DELAY), self.MAX_DELAY)
+        finally:
+            self.polling = False
         self.delay = delay
-        if self.host.instances and not self.stopped:
+        if self.host.instances and not self.stopped and self.call is None:
             self.call = self.reactor.callLater(delay, self.poll)
 
 
@@ -744,10 +802,14 @@ class TwistedReader(Reader):
 
     def got(self, result: Any) -> None:
         self.succeeded()
-        channel, message = result
-        if channel is not None and not self.stopped:
-            self.host.dispatch(channel, message)
-        self.next()
+        try:
+            channel, message = result
+            if channel is not None and not self.stopped:
+                self.host.dispatch(channel, message)
+        except Exception:
+            logger.exception("Could not dispatch a reply")
+        finally:
+            self.next()
 
     def lost(self, failure: Any) -> None:
         self.retry(failure.value)

@@ -23,6 +23,7 @@ import re
 import string
 import threading
 import time
+import weakref
 from asyncio import _get_running_loop
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -163,6 +164,8 @@ class InMemoryChannelLayer:
         self._queues: dict[str, deque[Item]] = {}
         self._capacities: dict[str, int] = {}
         self._waiters: dict[str, list[_Waiter]] = {}
+        #: Event loops that receive through receive_twisted (weakly held).
+        self._reader_loops: weakref.WeakSet = weakref.WeakSet()
         #: Channel lists already checked for receive().
         self._checked: dict[tuple, list[str]] = {}
         #: Queues sent to from an event loop whose waiters are yet to be woken.
@@ -193,12 +196,13 @@ class InMemoryChannelLayer:
             queue.append((now + self.expiry, channel, message))
             if queue_name in self._waiters:
                 loop = _get_running_loop()
-                if loop is None:
+                if loop is None or loop not in self._reader_loops:
                     self._wake(self._waiters[queue_name][0])
                 else:
-                    # Sent from an event loop (daphne's reactor thread): wake
-                    # the receivers once, after the loop's current callbacks,
-                    # so a burst of sends costs one thread switch, not one each.
+                    # Sent from the loop of a Twisted receive (daphne's reactor
+                    # thread, whose loop always turns): wake the receivers once,
+                    # after the loop's current callbacks, so a burst of sends
+                    # costs one thread switch, not one each.
                     pending = self._pending_wakes.get(loop)
                     if pending is None:
                         pending = self._pending_wakes[loop] = set()
@@ -261,6 +265,7 @@ class InMemoryChannelLayer:
         # a timed call and a second loop turn.
         loop = _get_running_loop()
         if loop is not None:
+            self._reader_loops.add(loop)
             waiter = _Waiter(lambda: loop.call_soon_threadsafe(attempt), names)
         else:
             waiter = _Waiter(lambda: reactor.callFromThread(attempt), names)
