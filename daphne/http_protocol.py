@@ -806,15 +806,14 @@ class HTTP11Protocol(protocol.Protocol):
         if self.closing:
             request.keep_alive = False
         self.running.add(request)
-        if request.body_complete:  # (else once it is: see on_message_complete)
-            self.arm_http_timer()
+        self.arm_http_timer()
         request.start(self.factory.host)
         if self.write_paused:
             request.instance.pause_sending()
 
     def arm_http_timer(self) -> None:
-        """Time the request being answered, now that it has been received
-        in full (a slow upload is the body timeout's business)."""
+        """Time the request being answered: from its start, and again from
+        the end of its body (see http_timed_out)."""
         timeout = self.config.http_timeout
         if timeout is None:
             return
@@ -827,11 +826,26 @@ class HTTP11Protocol(protocol.Protocol):
             self.http_timer = self.reactor.callLater(timeout, self.http_timed_out)
 
     def http_timed_out(self) -> None:
-        """The request received ``http_timeout`` ago (the last reset) is late."""
+        """The request begun, or received in full, ``http_timeout`` ago is late.
+
+        Not while its body is still arriving: the application (or a worker,
+        which sees the request only once it is complete) is not late then,
+        and a client that stalls meets the body timeout. The count starts
+        again when the body is complete. A body that is not arriving because
+        the application does not read it, or has not asked for it with a
+        100 Continue, does not stop the clock."""
         self.http_timer = None
         request = self.request
-        if request is not None and not request.finished:
-            request.timed_out()
+        if request is None or request.finished:
+            return
+        if (
+            request is self.parsing
+            and not request.body_complete
+            and not request.expect_continue
+            and "app" not in self.read_pauses
+        ):
+            return
+        request.timed_out()
 
     def start_websocket(self, rest: bytes) -> None:
         """Hand the connection to a WebSocket; ``rest`` follows the head."""

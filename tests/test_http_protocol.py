@@ -773,6 +773,36 @@ def test_completed_body_leaves_no_body_deadline():
     assert one_response(conn.output()).status == 200
 
 
+def test_http_timeout_waits_for_an_upload_in_progress_then_counts_from_its_end():
+    conn = connect(http_timeout=5, request_body_timeout=60)
+    conn.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab")
+    conn.advance(6)  # (the client is still sending: not the application's fault)
+    assert conn.output() == b""
+    conn.send(b"cd")
+    conn.advance(4.9)
+    assert conn.output() == b""
+    conn.advance(0.1)
+    assert one_response(conn.output()).status == 503
+
+
+def test_http_timeout_counts_while_an_upload_waits_for_the_app():
+    conn = connect(http_timeout=5, request_body_timeout=60)
+    conn.host.put_result = False  # the application's queue is full
+    conn.send(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab")
+    conn.advance(5)
+    assert one_response(conn.output()).status == 503
+
+
+def test_http_timeout_counts_while_the_app_has_not_asked_for_the_body():
+    conn = connect(http_timeout=5)
+    conn.send(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+        b"Expect: 100-continue\r\n\r\n"
+    )
+    conn.advance(5)
+    assert one_response(conn.output()).status == 503
+
+
 # -- Expect: 100-continue ---------------------------------------------------------------
 
 
