@@ -67,24 +67,22 @@ IDLE_MAX = 0.005  # ... doubling up to this while nothing comes
 REPLY_PATIENCE = 2.0  # seconds a reply is retried while its channel is full
 RETRY_SLEEP = 0.001
 
-BODY = b"Hello, world!"
-HELLO = {
-    "status": 200,
-    "headers": [
-        [b"content-type", b"text/plain"],
-        [b"content-length", str(len(BODY)).encode("ascii")],
-    ],
-    "content": BODY,
-}
-NOT_FOUND_BODY = b"Not found"
-NOT_FOUND = {
-    "status": 404,
-    "headers": [
-        [b"content-type", b"text/plain"],
-        [b"content-length", str(len(NOT_FOUND_BODY)).encode("ascii")],
-    ],
-    "content": NOT_FOUND_BODY,
-}
+
+
+def text_response(status, body):
+    """An ASGI v1 HTTP reply: text/plain with a Content-Length."""
+    return {
+        "status": status,
+        "headers": [
+            [b"content-type", b"text/plain"],
+            [b"content-length", str(len(body)).encode("ascii")],
+        ],
+        "content": body,
+    }
+
+
+HELLO = text_response(200, b"Hello, world!")
+NOT_FOUND = text_response(404, b"Not found")
 ACCEPT = {"accept": True}
 
 channel_layer = LayerClass(capacity=CAPACITY)
