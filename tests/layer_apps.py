@@ -20,17 +20,9 @@ import time
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
-from daphne.layers import InMemoryChannelLayer
+from daphne.layers import CHANNELS, InMemoryChannelLayer
 
 Handler = Callable[[InMemoryChannelLayer, dict], None]
-
-ALL_CHANNELS = (
-    "http.request",
-    "http.disconnect",
-    "websocket.connect",
-    "websocket.receive",
-    "websocket.disconnect",
-)
 
 
 class Recorder:
@@ -264,7 +256,7 @@ class FlakyLayer(InMemoryChannelLayer):
         return os.path.exists(os.path.join(self.flag_dir, what))
 
     def send(self, channel: str, message: dict) -> None:
-        if channel in ALL_CHANNELS and self.broken("send"):
+        if channel in CHANNELS and self.broken("send"):
             raise ConnectionError("backend gone (send)")
         super().send(channel, message)
 

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 
+from daphne.layers import CHANNELS as WELL_KNOWN
 from daphne.layers.asgi_redis import RedisChannelLayer
 
 PORT = int(os.environ.get("DAPHNE_TEST_REDIS_PORT", "6379"))
@@ -22,13 +23,7 @@ PREFIX = "daphne-e2e:"
 
 channel_layer = RedisChannelLayer(hosts=[("127.0.0.1", PORT)], prefix=PREFIX)
 
-CHANNELS = [
-    "http.request",
-    "http.disconnect",
-    "websocket.connect",
-    "websocket.receive",
-    "websocket.disconnect",
-]
+CHANNELS = list(WELL_KNOWN)
 
 
 def handle(layer: RedisChannelLayer, channel: str, message: dict) -> None:

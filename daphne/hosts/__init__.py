@@ -97,12 +97,9 @@ def detect_interface(target: Any, interface: str = "auto") -> str:
     than ``auto`` overrides the guess, after a check that it can fit."""
     from asgiref.compatibility import is_double_callable
 
-    from .layer import is_channel_layer
+    from .layer import has_layer_methods, is_channel_layer
 
-    if inspect.isclass(target) and all(
-        callable(getattr(target, name, None))
-        for name in ("send", "receive", "new_channel")
-    ):
+    if inspect.isclass(target) and has_layer_methods(target):
         raise TargetError(
             f"{target.__name__} is a channel layer class: name an instance of it"
         )

@@ -71,12 +71,17 @@ def is_async_layer(layer: Any) -> bool:
     return inspect.iscoroutinefunction(getattr(layer, "send", None))
 
 
-def is_channel_layer(target: Any) -> bool:
-    """Whether ``target`` looks like a channel layer rather than an application."""
-    return not inspect.isclass(target) and all(
+def has_layer_methods(target: Any) -> bool:
+    """Whether ``target`` (an object or a class) has a channel layer's methods."""
+    return all(
         callable(getattr(target, name, None))
         for name in ("send", "receive", "new_channel")
     )
+
+
+def is_channel_layer(target: Any) -> bool:
+    """Whether ``target`` looks like a channel layer rather than an application."""
+    return not inspect.isclass(target) and has_layer_methods(target)
 
 
 def layer_config(config: Config, layer: Any, explicit: set[str]) -> Config:

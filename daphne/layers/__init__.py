@@ -7,7 +7,7 @@ exceptions here are the ones the in-memory layer raises, also reachable as
 ``layer.ChannelFull`` and ``layer.MessageTooLarge`` as ASGI v1 asks.
 """
 
-from .base import ChannelFull, MessageTooLarge
+from .base import CHANNELS, ChannelFull, MessageTooLarge
 from .memory import InMemoryChannelLayer
 
-__all__ = ["ChannelFull", "InMemoryChannelLayer", "MessageTooLarge"]
+__all__ = ["CHANNELS", "ChannelFull", "InMemoryChannelLayer", "MessageTooLarge"]

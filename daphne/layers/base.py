@@ -12,6 +12,15 @@ import re
 
 MAX_NAME_LENGTH = 100
 
+#: The channels daphne sends to, which workers receive on.
+CHANNELS = (
+    "http.request",
+    "http.disconnect",
+    "websocket.connect",
+    "websocket.receive",
+    "websocket.disconnect",
+)
+
 CHANNEL_NAME = re.compile(r"[a-zA-Z\d\-_.]+((\?|\!)[\d\w\-_.]*)?")
 GROUP_NAME = re.compile(r"[a-zA-Z\d\-_.]+")
 
