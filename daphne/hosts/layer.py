@@ -475,15 +475,13 @@ class WebSocketInstance(LayerInstance):
     """A WebSocket: ``websocket.connect``, ``.receive`` (numbered by
     ``order``) and ``.disconnect``; replies ``{accept, text, bytes, close}``."""
 
-    __slots__ = ("order", "accepted", "reported")
+    __slots__ = ("order", "accepted")
 
     def __init__(self, host: LayerHost, scope: Scope, sink: Sink) -> None:
         super().__init__(host, scope, sink)
         #: Frames received so far.
         self.order = 0
         self.accepted = False
-        #: A refused send was answered (503 or a close) already.
-        self.reported = False
 
     def put(self, event: Event) -> bool:
         if self.muted:
@@ -619,10 +617,11 @@ class WebSocketInstance(LayerInstance):
             self.muted = True
 
     def send_failed(self, channel: str, exc: Exception) -> None:
-        if channel == "websocket.disconnect" or self.ended or self.reported:
+        # (Once at most: refuse_sends muted the socket, so nothing else was
+        # sent after the message that failed.)
+        if channel == "websocket.disconnect" or self.ended:
             self.log_send_failure(channel, exc, "ignored")
             return
-        self.reported = True
         full = is_channel_full(exc)
         if channel == "websocket.connect":
             self.log_send_failure(channel, exc, "WebSocket handshake refused (503)")
@@ -779,6 +778,7 @@ class TwistedReader(Reader):
         super().__init__(host)
         self.looping = False
         self.again = False
+        self.channels = [host.prefix]  # (built once, not per reply)
         self.description = (
             f"Receiving replies on {host.prefix} through the channel layer's "
             "Twisted extension"
@@ -795,7 +795,7 @@ class TwistedReader(Reader):
             while not self.stopped:
                 self.again = False
                 try:
-                    deferred = self.layer.receive_twisted([self.host.prefix])
+                    deferred = self.layer.receive_twisted(self.channels)
                 except Exception as exc:
                     self.retry(exc)
                     return
