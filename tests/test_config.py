@@ -83,3 +83,12 @@ def test_zero_websocket_timeout_on_the_command_line_names_the_option(capsys):
         )
     assert exit_info.value.code != 0
     assert "--websocket-timeout must not be 0" in capsys.readouterr().err
+
+
+def test_interface_must_be_known():
+    with pytest.raises(ConfigError, match="interface must be one of"):
+        Config(interface="wsgi")
+
+
+def test_ws_protocols_become_a_tuple():
+    assert Config(ws_protocols=["chat", "other"]).ws_protocols == ("chat", "other")

@@ -197,6 +197,31 @@ def test_http_reply_without_status_is_an_error(caplog):
     assert "must have a status" in caplog.text
 
 
+@pytest.mark.parametrize(
+    "reply, complaint",
+    [
+        (["not", "a", "dict"], "must be a dict"),
+        ({"status": 200, "headers": 5}, "Invalid reply headers"),
+        ({"status": 200, "headers": [("x-only-a-name",)]}, "Invalid reply headers"),
+        ({"status": 200, "headers": [("x-a", "\u20ac")]}, "Invalid reply headers"),
+    ],
+)
+def test_malformed_http_replies_end_the_request_as_an_error(caplog, reply, complaint):
+    host, clock, layer = make_host(force_sync=True)
+    sink = RecordingSink()
+    instance = request(host, sink)
+    layer.receive(["http.request"])
+    with caplog.at_level(logging.ERROR):
+        # (Straight to the reader's dispatch: another layer could deliver
+        # what the in-memory layer refuses to carry.)
+        host.dispatch(instance.channel, reply)
+    assert sink.events == []
+    assert len(sink.finished) == 1 and isinstance(sink.finished[0], InvalidReply)
+    assert complaint in caplog.text
+    # The workers still hear that the request is over.
+    assert layer.receive(["http.disconnect"])[1]["reply_channel"] == instance.channel
+
+
 def test_http_channel_full_answers_503():
     host, clock, layer = make_host(
         InMemoryChannelLayer(channel_capacity={"http.request": 1}), force_sync=True
@@ -286,6 +311,20 @@ def test_websocket_replies(replies, expected):
     clock.advance(0)
     assert sink.events == expected
     assert sink.finished == []  # (it ends with its disconnect)
+
+
+@pytest.mark.parametrize("close", ["soon", 1000.0, [1000]])
+def test_websocket_close_value_must_be_true_or_a_code(close):
+    host, clock, layer = make_host(force_sync=True)
+    sink = RecordingSink()
+    instance = websocket(host, sink)
+    layer.send(instance.channel, {"accept": True})
+    layer.send(instance.channel, {"close": close})
+    clock.advance(0)
+    assert sink.events == [
+        {"type": "websocket.accept", "subprotocol": None},
+        {"type": "websocket.close", "code": 1011},
+    ]
 
 
 def test_websocket_receive_channel_full_closes_1013_and_mutes():
