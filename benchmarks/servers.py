@@ -104,6 +104,16 @@ class ServerSpec:
         return [part.format(bin=bindir, port=port) for part in argv]
 
 
+def daphne_argv(target: str, endpoint: bool = False) -> tuple[str, ...]:
+    """A daphne command serving ``target``, quiet: bound with an endpoint
+    string (this repository's daphne) or with -b/-p (Daphne 4 and 1.4.2)."""
+    if endpoint:
+        where: tuple[str, ...] = ("-e", "tcp:{port}:interface=" + HOST)
+    else:
+        where = ("-b", HOST, "-p", "{port}")
+    return ("{bin}/daphne", "-v", "0", *where, target)
+
+
 def uvicorn_argv(http: str, loop: str) -> tuple[str, ...]:
     """uvicorn on ``app:application`` with the given parser and loop, quiet."""
     return (
@@ -129,25 +139,11 @@ SERVERS: tuple[ServerSpec, ...] = (
         label="daphne (this repo)",
         venv="main",
         distribution="daphne",
-        argv=(
-            "{bin}/daphne",
-            "-v",
-            "0",
-            "-e",
-            "tcp:{port}:interface=" + HOST,
-            "app:application",
-        ),
+        argv=daphne_argv("app:application", endpoint=True),
         # The same daphne on daphne.layers.InMemoryChannelLayer and worker
         # threads (layer_app.py), told apart from an application by its
         # interface.
-        layer_argv=(
-            "{bin}/daphne",
-            "-v",
-            "0",
-            "-e",
-            "tcp:{port}:interface=" + HOST,
-            "layer_app:channel_layer",
-        ),
+        layer_argv=daphne_argv("layer_app:channel_layer", endpoint=True),
         note="httptools on Twisted, asyncio reactor on uvloop",
     ),
     ServerSpec(
@@ -155,16 +151,7 @@ SERVERS: tuple[ServerSpec, ...] = (
         label="Daphne {version}",
         venv="peers",
         distribution="daphne",
-        argv=(
-            "{bin}/daphne",
-            "-v",
-            "0",
-            "-b",
-            HOST,
-            "-p",
-            "{port}",
-            "app:application",
-        ),
+        argv=daphne_argv("app:application"),
         note="the baseline: Twisted's own HTTP/1.1 and autobahn WebSocket",
     ),
     ServerSpec(
@@ -195,16 +182,7 @@ SERVERS: tuple[ServerSpec, ...] = (
         venv="daphne1",
         distribution="daphne",
         argv=(),
-        layer_argv=(
-            "{bin}/daphne",
-            "-v",
-            "0",
-            "-b",
-            HOST,
-            "-p",
-            "{port}",
-            "layer_app:channel_layer",
-        ),
+        layer_argv=daphne_argv("layer_app:channel_layer"),
         features={"http": NO, "websocket": NO, "channel_layer": YES},
         reasons={
             "http": "serves a channel layer, not an ASGI application: "
