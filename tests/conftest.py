@@ -163,3 +163,15 @@ def tls_endpoint(tls_files) -> str:
     """An ``ssl:`` endpoint string on a free 127.0.0.1 port for ``tls_files``."""
     key, cert = (str(path).replace(":", r"\:") for path in tls_files)
     return f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+
+
+@contextmanager
+def run_tls_daphne(tls_files, *args: str, app: str):
+    """daphne on a TLS endpoint, listening, and a client SSL context that
+    trusts its certificate: ``(server, context)``."""
+    import ssl
+
+    endpoint = tls_endpoint(tls_files)
+    with run_daphne(*args, "-e", endpoint, app=app, listen=False) as server:
+        server.wait_listening()
+        yield server, ssl.create_default_context(cafile=str(tls_files[1]))

@@ -14,7 +14,6 @@ Two kinds of tests:
 from __future__ import annotations
 
 import socket
-import ssl
 import struct
 import time
 import uuid
@@ -29,7 +28,7 @@ from websockets.sync.client import connect as ws_connect
 
 from daphne.http_protocol import HTTP11Protocol
 from tests import apps
-from tests.conftest import run_daphne, tls_endpoint
+from tests.conftest import run_daphne, run_tls_daphne
 from tests.test_http_protocol import GET, make_factory, parse_responses
 
 pytestmark = pytest.mark.timeout(60)
@@ -367,12 +366,10 @@ def test_32_mib_single_event_body_over_a_unix_socket(tmp_path):
 def test_32_mib_single_event_body_over_tls(tls_files):
     """TLS must not take the direct path (the bytes would go out in clear)."""
     size = 8 * MiB
-    endpoint = tls_endpoint(tls_files)
-    with run_daphne(
-        "--access-log", "/dev/null", "-e", endpoint, app=APP, listen=False
-    ) as server:
-        server.wait_listening()
-        context = ssl.create_default_context(cafile=str(tls_files[1]))
+    with run_tls_daphne(tls_files, "--access-log", "/dev/null", app=APP) as (
+        server,
+        context,
+    ):
         raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
         with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
             sock.sendall(b"GET /one?mb=8 HTTP/1.1\r\nHost: x\r\n\r\n")

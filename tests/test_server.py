@@ -21,7 +21,7 @@ from daphne.config import Config
 from daphne.server import Server, ServerError
 
 from .cli_apps import LIFESPAN_LOG, STARTUP_FAILURE
-from .conftest import ROOT, run_daphne, tls_endpoint
+from .conftest import ROOT, run_daphne, run_tls_daphne
 
 APP = "tests.cli_apps:application"
 
@@ -460,9 +460,7 @@ def test_compat_names_are_importable():
 
 @pytest.fixture
 def tls_server(tls_files):
-    endpoint = tls_endpoint(tls_files)
-    with run_daphne("-e", endpoint, app=APP, listen=False) as server:
-        server.wait_listening()
+    with run_tls_daphne(tls_files, app=APP) as (server, _):
         yield server
 
 

@@ -29,7 +29,7 @@ from websockets.asyncio.client import connect as async_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from tests.conftest import run_daphne, tls_endpoint
+from tests.conftest import run_daphne, run_tls_daphne
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -416,14 +416,10 @@ def test_proxy_headers_ignored_without_option(ws_server):
 
 
 def test_scope_scheme_wss_over_tls(tls_files):
-    import ssl
-
-    endpoint = tls_endpoint(tls_files)
-    with run_daphne(
-        "--access-log", "/dev/null", "-e", endpoint, app=APP, listen=False
-    ) as server:
-        server.wait_listening()
-        context = ssl.create_default_context(cafile=str(tls_files[1]))
+    with run_tls_daphne(tls_files, "--access-log", "/dev/null", app=APP) as (
+        server,
+        context,
+    ):
         url = f"wss://127.0.0.1:{server.port}/scope"
         with connect(url, ssl=context, **CLIENT) as ws:
             scope = json.loads(ws.recv(timeout=5))["scope"]
