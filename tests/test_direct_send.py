@@ -333,14 +333,20 @@ def check_one_response(data: bytes, size: int) -> None:
     assert response.body == pattern(size)
 
 
+def small_window_client(port: int) -> socket.socket:
+    """A client socket with a 16 KiB receive buffer, so that daphne's
+    writes fill the connection quickly."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
 def test_32_mib_single_event_body_over_tcp_to_a_slow_reader():
     size = 32 * MiB
     with run_daphne("--access-log", "-", app=APP) as server:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
-        sock.settimeout(10)
-        sock.connect(("127.0.0.1", server.port))
-        with sock:
+        with small_window_client(server.port) as sock:
             sock.sendall(b"GET /one?mb=32 HTTP/1.1\r\nHost: x\r\n\r\n")
             data = read_response(sock, slow=True)
         check_one_response(data, size)
@@ -385,15 +391,13 @@ def test_pipelined_responses_stay_in_order():
         b"GET /big?mb=1 HTTP/1.1\r\nHost: x\r\n\r\n"
         b"GET /head-length HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
-    with run_daphne("--access-log", "/dev/null", app=APP) as server:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
-        sock.settimeout(10)
-        sock.connect(("127.0.0.1", server.port))
-        with sock:
-            sock.sendall(requests)
-            time.sleep(0.2)  # let daphne fill the pipe before reading
-            data = read_until_close(sock, 8 * MiB)
+    with (
+        run_daphne("--access-log", "/dev/null", app=APP) as server,
+        small_window_client(server.port) as sock,
+    ):
+        sock.sendall(requests)
+        time.sleep(0.2)  # let daphne fill the pipe before reading
+        data = read_until_close(sock, 8 * MiB)
     responses = parse_responses(data)
     assert [r.status for r in responses] == [200] * 5
     assert responses[0].body == pattern(700 * 1024)
