@@ -16,7 +16,7 @@ from . import __version__
 from .access import AccessLogGenerator
 from .config import INTERFACES, Config, ConfigError
 from .endpoints import build_endpoint_description_strings
-from .hosts import INTERFACE_NAMES, TargetError, detect_interface
+from .hosts.detect import INTERFACE_NAMES, TargetError, detect_interface
 from .hosts.layer import LAYER_HTTP_TIMEOUT, layer_config
 from .layers import compat as layers_compat
 from .server import Server, ServerError, install_reactor

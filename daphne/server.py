@@ -20,10 +20,10 @@ from twisted.internet import defer
 
 from .config import Config
 from .endpoints import EndpointError, server_endpoint
-from .hosts import INTERFACE_NAMES, TargetError, detect_interface
 from .hosts.app import AppHost, Lifespan, LifespanFailure
+from .hosts.detect import INTERFACE_NAMES, TargetError, detect_interface
 from .hosts.layer import LayerHost, layer_config
-from .http_protocol import HTTPFactory
+from .protocols import HTTPFactory
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 The protocol side is a :class:`FakeSink` that records what the host calls on
 it; the reactor (only used for the application close timeout) is a Twisted
 ``Clock`` advanced by hand. The loop is driven with ``run_until_complete`` so
-every step is deterministic. (Two tests put the real ``HTTP11Protocol``, on an
+every step is deterministic. (Two tests put the real ``HTTP11Connection``, on an
 in-memory transport, on the other side.)
 """
 
@@ -19,8 +19,9 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport, StringTransportWithDisconnection
 
 from daphne.config import Config
+from daphne.hosts import ASGIProtocolError
 from daphne.hosts.app import AppHost, AppInstance, Lifespan, LifespanFailure
-from daphne.http_protocol import ASGIProtocolError, HTTPFactory
+from daphne.protocols import HTTPFactory
 
 HTTP_SCOPE = {"type": "http", "method": "GET", "path": "/"}
 REQUEST = {"type": "http.request", "body": b"", "more_body": False}

@@ -1,4 +1,4 @@
-"""``HTTP11Protocol.send``: direct ``writeSomeData`` on plain TCP, and closing.
+"""``HTTP11Connection.send``: direct ``writeSomeData`` on plain TCP, and closing.
 
 Two kinds of tests:
 
@@ -26,7 +26,7 @@ from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from websockets.sync.client import connect as ws_connect
 
-from daphne.http_protocol import HTTP11Protocol
+from daphne.protocols.http1 import HTTP11Connection
 from tests import apps
 from tests.conftest import run_daphne, run_tls_daphne
 from tests.test_http_protocol import GET, make_factory, parse_responses
@@ -94,7 +94,7 @@ class FDReactor(Clock):
 
 
 class Wire:
-    """An HTTP11Protocol on a real ``tcp.Server`` whose peer is ``client``."""
+    """An HTTP11Connection on a real ``tcp.Server`` whose peer is ``client``."""
 
     def __init__(self) -> None:
         listener = socket.socket()
@@ -108,7 +108,7 @@ class Wire:
         server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)
         self.reactor = FDReactor()
         self.factory = make_factory(self.reactor)
-        self.protocol: HTTP11Protocol = self.factory.buildProtocol(None)
+        self.protocol: HTTP11Connection = self.factory.buildProtocol(None)
         self.transport = tcp.Server(
             server_sock, self.protocol, address, None, 1, self.reactor
         )

@@ -1,6 +1,6 @@
-"""In-memory tests of HTTP11Protocol: no sockets, no asyncio, a fake clock.
+"""In-memory tests of HTTP11Connection: no sockets, no asyncio, a fake clock.
 
-Each connection is an ``HTTP11Protocol`` on a ``StringTransportWithDisconnection``
+Each connection is an ``HTTP11Connection`` on a ``StringTransportWithDisconnection``
 whose reactor is a ``twisted.internet.task.Clock``. The application side is a
 :class:`FakeHost`: every request it starts becomes a :class:`FakeInstance` that
 records what the protocol hands it, and the tests play the application by
@@ -26,21 +26,18 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
 
-from daphne import http_protocol
 from daphne.config import Config
-from daphne.http_protocol import (
-    CONTINUE,
-    LAST_CHUNK,
-    ASGIProtocolError,
-    HTTP11Protocol,
-    HTTPFactory,
-    HTTPRequest,
-)
+from daphne.hosts import ASGIProtocolError
+from daphne.http.exchange import HTTPExchange
+from daphne.protocols import HTTPFactory, http1_reader
+from daphne.protocols import direct as direct_send
+from daphne.protocols.http1 import LAST_CHUNK, HTTP11Connection
 
 START = "http.response.start"
 BODY = "http.response.body"
 DISCONNECT = {"type": "http.disconnect"}
 GET = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 # -- the application side of the seam ------------------------------------------
@@ -49,7 +46,7 @@ GET = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
 class FakeInstance:
     """Records every call the protocol makes on an application instance."""
 
-    def __init__(self, scope: dict, sink: HTTPRequest, put_result: bool) -> None:
+    def __init__(self, scope: dict, sink: HTTPExchange, put_result: bool) -> None:
         self.scope = scope
         self.sink = sink
         self.events: list[dict] = []
@@ -98,7 +95,7 @@ class FakeHost:
         self.instances: list[FakeInstance] = []
         self.put_result = True
 
-    def start(self, scope: dict, sink: HTTPRequest) -> FakeInstance:
+    def start(self, scope: dict, sink: HTTPExchange) -> FakeInstance:
         instance = FakeInstance(scope, sink, self.put_result)
         self.instances.append(instance)
         return instance
@@ -130,7 +127,7 @@ class Conn:
         self.factory = factory
         self.clock: Clock = factory.reactor
         self.host: FakeHost = factory.host
-        self.protocol: HTTP11Protocol = factory.buildProtocol(None)
+        self.protocol: HTTP11Connection = factory.buildProtocol(None)
         self.transport = transport or StringTransportWithDisconnection()
         self.transport.protocol = self.protocol
         self.protocol.makeConnection(self.transport)
@@ -1461,11 +1458,11 @@ def test_unexpected_exception_in_a_parser_callback_gets_500(monkeypatch, caplog)
     """A bug inside a parser callback is logged and answered with 500; it does
     not escape from dataReceived into Twisted."""
 
-    def broken_build_scope(http_version: str) -> dict:
+    def broken_build_scope(*args: object) -> dict:
         raise RuntimeError("bug in build_scope")
 
     conn = connect()
-    monkeypatch.setattr(conn.protocol, "build_scope", broken_build_scope)
+    monkeypatch.setattr(http1_reader, "build_scope", broken_build_scope)
     with caplog.at_level(logging.ERROR, logger="daphne"):
         conn.send(GET)
     response = one_response(conn.output())
@@ -1730,7 +1727,7 @@ def test_access_log_client_address_format(address, expected):
 
 
 class DirectTCP(StringTransportWithDisconnection):
-    """Looks like Twisted's TCP transport to ``HTTP11Protocol.send``: the
+    """Looks like Twisted's TCP transport to ``HTTP11Connection.send``: the
     kernel takes ``accept`` bytes of each direct write (all if None)."""
 
     def __init__(self) -> None:
@@ -1759,7 +1756,7 @@ class DirectTCP(StringTransportWithDisconnection):
 
 @pytest.fixture
 def direct(monkeypatch):
-    monkeypatch.setattr(http_protocol, "DIRECT_TRANSPORTS", (DirectTCP,))
+    monkeypatch.setattr(direct_send, "DIRECT_TRANSPORTS", (DirectTCP,))
     transport = DirectTCP()
     conn = Conn(make_factory(), transport)
     conn.send(GET)

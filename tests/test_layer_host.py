@@ -15,7 +15,7 @@ from channels.layers import InMemoryChannelLayer as AsyncInMemoryLayer
 from twisted.internet.task import Clock
 
 from daphne.config import Config
-from daphne.hosts import TargetError, detect_interface
+from daphne.hosts.detect import TargetError, detect_interface
 from daphne.hosts.layer import (
     InvalidReply,
     LayerHost,

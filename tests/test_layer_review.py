@@ -1,7 +1,7 @@
 """Review of channel-layer mode: bugs found (strict xfails) and tricky paths
 that work (plain tests, guarding against regressions).
 
-Most tests run in memory: an ``HTTP11Protocol`` on a
+Most tests run in memory: an ``HTTP11Connection`` on a
 ``StringTransportWithDisconnection`` served by a real ``LayerHost`` and
 ``InMemoryChannelLayer`` on a ``Clock``; the test plays the worker by
 receiving from and sending to the layer. One test uses the real wire (SIGTERM).
@@ -24,12 +24,12 @@ from twisted.internet.testing import StringTransportWithDisconnection
 from twisted.python.failure import Failure
 
 from daphne.config import Config
-from daphne.hosts import TargetError, detect_interface
+from daphne.hosts.detect import TargetError, detect_interface
 from daphne.hosts.layer import LayerHost, PollingReader, TwistedReader
-from daphne.http_protocol import CONTINUE, HTTPFactory
 from daphne.layers import InMemoryChannelLayer, memory
+from daphne.protocols import HTTPFactory
 from tests.conftest import run_daphne
-from tests.test_http_protocol import one_response, parse_responses
+from tests.test_http_protocol import CONTINUE, one_response, parse_responses
 from tests.test_layer_host import RecordingSink, http_scope, websocket
 
 GET = b"GET /%s HTTP/1.1\r\nHost: x\r\n\r\n"

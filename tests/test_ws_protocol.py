@@ -1,6 +1,6 @@
 """In-memory tests of WebSocket connections: handshake, timers, flow control.
 
-The connection is an ``HTTP11Protocol`` on a string transport with a
+The connection is an ``HTTP11Connection`` on a string transport with a
 ``Clock`` reactor (see ``tests/test_http_protocol.py``); the test plays both
 the client (writing the upgrade request and masked frames) and the
 application (calling the sink the protocol hands to the fake host).

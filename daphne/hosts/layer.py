@@ -41,7 +41,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..config import Config
-from ..http_protocol import error_page
+from ..http.pages import error_page
 from ..layers.base import ChannelFull, MessageTooLarge
 from . import ASGIProtocolError, ClientDisconnected, Event, Scope, Sink
 

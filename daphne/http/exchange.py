@@ -1,0 +1,310 @@
+"""One request and its response, whatever the HTTP version.
+
+An :class:`HTTPExchange` is the :class:`~daphne.hosts.Sink` of one application
+instance. It checks the application's events against :class:`ResponseState`
+and hands the valid ones to its connection through the narrow
+:class:`Writer` interface; the connection frames them (chunks and keep-alive
+on HTTP/1.1, frames on HTTP/2). The exchange never sees the wire.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from typing import Any, NoReturn, Protocol
+
+from ..hosts import ASGIProtocolError, Event, Host, Instance
+from ..utils import header_problem
+
+logger = logging.getLogger(__name__)
+
+#: Responses that never carry a body (RFC 9110 section 6.4.1).
+NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class ResponseState(enum.Enum):
+    """Where a response is; moves only forward."""
+
+    #: Nothing received from the application yet.
+    IDLE = "idle"
+    #: ``http.response.start`` received; the head waits for the first body
+    #: event so that a one-part response can get a ``Content-Length``.
+    HEAD_PENDING = "head pending"
+    #: Head written, more body to come.
+    BODY = "body"
+    #: Response complete.
+    DONE = "done"
+    #: The exchange ended badly (invalid event, timeout): nothing more is sent.
+    FAILED = "failed"
+
+
+class Writer(Protocol):
+    """What an exchange may ask of its connection, for itself only.
+
+    HTTP/1.1 answers one exchange at a time and ignores calls from any
+    other; HTTP/2 would write each exchange's stream."""
+
+    def send_informational(self, exchange: HTTPExchange, status: int) -> None:
+        """A 1xx response (``100 Continue``) before the real one."""
+
+    def send_head(self, exchange: HTTPExchange, body: bytes, end: bool) -> None:
+        """The response head (``exchange.status``, ``exchange.headers``) with
+        the first part of the body; ``end`` if it is the whole body."""
+
+    def send_data(self, exchange: HTTPExchange, data: bytes, end: bool) -> None:
+        """More of the body; ``end`` on its last part."""
+
+    def send_error(
+        self, exchange: HTTPExchange, status: int, detail: str = "", headers: Any = ()
+    ) -> None:
+        """A complete error page instead of the application's response."""
+
+    def reset(self, exchange: HTTPExchange) -> None:
+        """Abandon a response already under way: the client sees it cut short."""
+
+    def resume_reading(self, exchange: HTTPExchange) -> None:
+        """The exchange's instance has room for client events again."""
+
+    def application_ended(self, exchange: HTTPExchange) -> None:
+        """The exchange's application instance has ended."""
+
+
+def _bad_status(status: Any) -> bool:
+    return (
+        not isinstance(status, int)
+        or isinstance(status, bool)
+        or not 200 <= status <= 599
+    )
+
+
+class HTTPExchange:
+    """One request/response exchange, independent of the connection framing."""
+
+    __slots__ = (
+        "writer",
+        "scope",
+        "instance",
+        "pending",
+        "state",
+        "status",
+        "headers",
+        "keep_alive",
+        "expect_continue",
+        "body_complete",
+        "body_size",
+        "bytes_sent",
+        "length",
+        "no_body",
+        "app_date",
+        "app_server",
+        "app_close",
+        "app_paused",
+        "gone",
+    )
+
+    def __init__(
+        self, writer: Writer, scope: dict, keep_alive: bool, expect: bool
+    ) -> None:
+        self.writer = writer
+        self.scope = scope
+        self.instance: Instance | None = None
+        #: Client events that arrived before the instance started (pipelining).
+        self.pending: list[Event] | None = []
+        self.state = ResponseState.IDLE
+        self.status = 0
+        #: Response header pairs from the application, checked.
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.keep_alive = keep_alive
+        #: The client waits for ``100 Continue`` before sending its body.
+        self.expect_continue = expect
+        self.body_complete = False
+        self.body_size = 0
+        self.bytes_sent = 0
+        #: The response's promised Content-Length, or None.
+        self.length: int | None = None
+        #: HEAD requests and 204/304 responses carry no body.
+        self.no_body = scope["method"] == "HEAD"
+        self.app_date = self.app_server = self.app_close = False
+        #: The instance's queue is full: the client's body waits on it.
+        self.app_paused = False
+        #: The connection (or stream) is gone: late events are dropped.
+        self.gone = False
+
+    def start(self, host: Host) -> None:
+        self.instance = instance = host.start(self.scope, self)
+        pending, self.pending = self.pending, None
+        for event in pending:
+            instance.put(event)
+
+    def deliver(self, event: Event) -> bool:
+        """Queue a client event; ``False`` when the instance's queue is full."""
+        instance = self.instance
+        if instance is not None:
+            if instance.put(event):
+                return True
+            self.app_paused = True
+            return False
+        if self.pending is not None:
+            self.pending.append(event)
+        return True  # the application has ended: nobody reads this
+
+    # -- Sink ----------------------------------------------------------------
+
+    def receive_requested(self) -> None:
+        if self.expect_continue:
+            self.expect_continue = False
+            if not self.body_complete and self.state is ResponseState.IDLE:
+                self.writer.send_informational(self, 100)
+
+    def resume_reading(self) -> None:
+        self.app_paused = False
+        self.writer.resume_reading(self)
+
+    def handle_reply(self, event: Event) -> bool:
+        try:
+            kind = event["type"]
+        except (TypeError, KeyError):
+            self.fail(f"Application sent {event!r}, which is not an ASGI event")
+        state = self.state
+        if kind == "http.response.body" and state in (
+            ResponseState.HEAD_PENDING,
+            ResponseState.BODY,
+        ):
+            body = event.get("body", b"")
+            more = event.get("more_body", False)
+            if type(body) is not bytes:
+                if not isinstance(body, (bytes, bytearray, memoryview)):
+                    self.fail(f"Response body must be bytes, not {type(body).__name__}")
+                body = bytes(body)
+            if self.no_body:
+                body = b""
+            elif self.length is not None and self.bytes_sent + len(body) > self.length:
+                self.fail("Response body longer than its Content-Length")
+            self.bytes_sent += len(body)
+            if not more:
+                self.state = ResponseState.DONE
+            elif state is ResponseState.HEAD_PENDING:
+                self.state = ResponseState.BODY
+            if state is ResponseState.HEAD_PENDING:
+                self.writer.send_head(self, body, more)
+            else:
+                self.writer.send_data(self, body, more)
+        elif kind == "http.response.start" and state is ResponseState.IDLE:
+            self._start_response(event)
+        elif state is ResponseState.FAILED or self.gone:
+            # The exchange is over; late events are dropped, not errors.
+            return False
+        else:
+            self.fail(f"Unexpected ASGI event {kind!r} in response state {state.value}")
+        return True
+
+    def _start_response(self, event: Event) -> None:
+        status = event.get("status")
+        if _bad_status(status):
+            self.fail(f"Invalid response status {status!r}")
+        # One pass over the headers: validate, note what the server must know,
+        # and drop the ones only the server may send.
+        pairs = []
+        app_date = app_server = app_close = False
+        try:
+            for name, value in event.get("headers", ()):
+                problem = header_problem(name, value)
+                if problem is not None:
+                    self.fail(f"Response {problem}")
+                lower = name.lower()
+                if lower == b"content-length":
+                    if not value.strip().isdigit() or self.length is not None:
+                        self.fail(f"Invalid response Content-Length {value!r}")
+                    self.length = int(value)
+                elif lower == b"transfer-encoding":
+                    continue  # framing is the server's job
+                elif lower == b"connection":
+                    # Persistence is the server's call; it sends the one header.
+                    app_close = app_close or b"close" in value.lower()
+                    continue
+                elif lower == b"date":
+                    app_date = True
+                elif lower == b"server":
+                    app_server = True
+                pairs.append((name, value))
+        except (TypeError, ValueError):
+            self.fail("Response headers must be an iterable of [name, value] pairs")
+        self.app_date = app_date
+        self.app_server = app_server
+        self.app_close = app_close
+        if status in NO_BODY_STATUSES:
+            self.no_body = True
+        self.status = int(status)
+        self.headers = pairs
+        self.state = ResponseState.HEAD_PENDING
+
+    def fail(self, message: str) -> NoReturn:
+        """Refuse an invalid application event: log, answer, raise to the app."""
+        logger.error(
+            "%s (request %s %s)", message, self.scope["method"], self.log_target
+        )
+        self.abort(500)
+        raise ASGIProtocolError(message)
+
+    def abort(self, status: int, detail: str = "") -> None:
+        """End the exchange now: an error page if possible, else cut it short."""
+        state = self.state
+        self.state = ResponseState.FAILED
+        if state is ResponseState.IDLE or state is ResponseState.HEAD_PENDING:
+            self.writer.send_error(self, status, detail)
+        elif state is ResponseState.BODY:
+            self.writer.reset(self)
+
+    def application_finished(self, exc: BaseException | None) -> None:
+        self.instance = None  # break the exchange <-> instance cycle early
+        self.writer.application_ended(self)
+        # (Cancellation is a BaseException, not an Exception: not an error.)
+        if isinstance(exc, Exception) and not isinstance(exc, ASGIProtocolError):
+            logger.error(
+                "Exception inside application handling %s %s",
+                self.scope["method"],
+                self.log_target,
+                exc_info=exc,
+            )
+        if self.finished or self.gone:
+            return
+        if exc is None:
+            logger.error(
+                "Application returned without completing the response to %s %s",
+                self.scope["method"],
+                self.log_target,
+            )
+        self.abort(500)
+
+    # -- timing --------------------------------------------------------------
+
+    def http_timeout_reached(self) -> None:
+        """``--http-timeout`` has passed since the request began, or since its
+        body was complete.
+
+        Not while the body is still arriving: the application (or a worker,
+        which sees the request only once it is complete) is not late then,
+        and a client that stalls meets the body timeout. A body that is not
+        arriving because the application does not read it, or has not asked
+        for it with a 100 Continue, does not stop the clock."""
+        if self.finished:
+            return
+        if not self.body_complete and not self.expect_continue and not self.app_paused:
+            return
+        logger.warning("Request %s %s timed out", self.scope["method"], self.log_target)
+        self.keep_alive = False
+        self.abort(503, "The server did not respond within the time limit.")
+
+    # -- helpers -------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        """Whether the exchange is over (answered, or ended badly)."""
+        return self.state is ResponseState.DONE or self.state is ResponseState.FAILED
+
+    @property
+    def log_target(self) -> str:
+        """The request target as sent, for log lines."""
+        query = self.scope["query_string"]
+        raw = self.scope["raw_path"].decode("latin-1")
+        return f"{raw}?{query.decode('latin-1')}" if query else raw

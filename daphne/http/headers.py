@@ -1,0 +1,105 @@
+"""The rules every request header passes, whatever the HTTP version.
+
+A connection protocol feeds each parsed header field to
+:meth:`RequestHead.add` and reads the outcome from the head's attributes.
+Values that two parsers could read differently are refused here, before any
+application or proxy-facing code sees them.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote
+
+from ..config import Config
+from ..utils import is_valid_header_value, is_valid_host
+from .errors import HeadersTooLarge, HTTPError, PayloadTooLarge
+
+#: The size a field costs against ``max_request_head_size``: its name and
+#: value plus ": " and CRLF, as HTTP/1.1 writes it.
+FIELD_OVERHEAD = 4
+
+
+class RequestHead:
+    """The request's header fields as accepted, and what the server must know
+    of them (framing, ``Host``, ``Expect``, upgrade, root path)."""
+
+    __slots__ = (
+        "config",
+        "headers",
+        "size",
+        "count",
+        "host_count",
+        "transfer_encoding",
+        "content_length",
+        "root_path",
+        "expect_continue",
+        "upgrade_websocket",
+    )
+
+    def __init__(self, config: Config, size: int = 0) -> None:
+        self.config = config
+        #: ``(lower-case name, value)`` pairs, as the scope carries them.
+        self.headers: list[tuple[bytes, bytes]] = []
+        #: Bytes of the head so far (the request line counts too).
+        self.size = size
+        self.count = 0
+        self.host_count = 0
+        self.transfer_encoding: bytes | None = None
+        #: The declared Content-Length, 0 if none.
+        self.content_length = 0
+        #: A ``Daphne-Root-Path`` header from a proxy, unquoted.
+        self.root_path: str | None = None
+        self.expect_continue = False
+        self.upgrade_websocket = False
+
+    def grow(self, size: int) -> None:
+        """Count ``size`` more bytes of head against the limit."""
+        self.size += size
+        if self.size > self.config.max_request_head_size:
+            raise HeadersTooLarge("Request header fields too large")
+
+    def add(self, name: bytes, value: bytes) -> None:
+        """One header field as parsed; raises :class:`HTTPError` to refuse
+        the request."""
+        config = self.config
+        self.size += len(name) + len(value) + FIELD_OVERHEAD
+        if self.size > config.max_request_head_size:
+            raise HeadersTooLarge("Request header fields too large")
+        self.count += 1
+        if self.count > config.max_request_headers:
+            raise HeadersTooLarge("Too many request header fields")
+        if not is_valid_header_value(value):
+            raise HTTPError(f"Invalid character in header {name.decode('latin-1')}")
+        # Parsers strip leading whitespace only (RFC 9110 section 5.5).
+        value = value.rstrip(b" \t")
+        name = name.lower()
+        if b"_" in name:
+            # A proxy may treat X_Foo and X-Foo as the same header; drop
+            # them so one cannot masquerade as the other.
+            return
+        if name == b"host":
+            self.host_count += 1
+            if self.host_count > 1:
+                raise HTTPError("Duplicate Host header")
+            if not is_valid_host(value):
+                raise HTTPError("Malformed Host header")
+        elif name == b"content-length":
+            self.content_length = int(value)  # the parser has validated it
+            limit = config.max_request_body_size
+            if limit is not None and self.content_length > limit:
+                raise PayloadTooLarge("Request body too large")
+        elif name == b"transfer-encoding":
+            if self.transfer_encoding is not None:
+                raise HTTPError("Duplicate Transfer-Encoding header")
+            self.transfer_encoding = value
+        elif name == b"expect":
+            self.expect_continue = value.lower() == b"100-continue"
+        elif name == b"upgrade":
+            # (Several Upgrade lines are one list.)
+            self.upgrade_websocket = self.upgrade_websocket or any(
+                token.strip().lower() == b"websocket" for token in value.split(b",")
+            )
+        elif name == b"daphne-root-path":
+            self.root_path = unquote(value.decode("latin-1"))
+            return
+        self.headers.append((name, value))

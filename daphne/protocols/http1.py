@@ -1,0 +1,562 @@
+"""HTTP/1.1 connections: llhttp (through httptools) on a Twisted transport.
+
+One :class:`HTTP11Connection` per connection. Its :class:`RequestReader` feeds
+the parser and turns each request head into an
+:class:`~daphne.http.exchange.HTTPExchange`; the connection answers the
+exchanges one at a time (pipelined ones wait their turn), frames their
+responses (lengths, chunks, keep-alive) as their
+:class:`~daphne.http.exchange.Writer`, and enforces the slow-client limits.
+
+A request with ``Upgrade: websocket`` is parsed here too; once its head is
+complete the connection hands itself over to a
+:class:`~daphne.websocket.session.WebSocketSession` (as its carrier) and
+forwards reads, connection loss and flow control to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from twisted.internet import protocol
+from twisted.internet.interfaces import IPushProducer, ISSLTransport
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ..http.errors import HTTPError, RequestTimeout
+from ..http.exchange import HTTPExchange, ResponseState
+from ..http.pages import error_page, http_date
+from ..http.scope import format_address
+from ..websocket.handshake import HandshakeError, check_request
+from ..websocket.session import WebSocketSession
+from . import direct
+from .http1_reader import RequestReader
+
+logger = logging.getLogger(__name__)
+
+STATUS_LINES = {
+    status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode())
+    for status in HTTPStatus
+}
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+class Deadline(enum.Enum):
+    """What the connection timer is waiting for (one timer, moved on)."""
+
+    #: No request in progress: close when it fires.
+    IDLE = "idle"
+    #: A request head has begun: 408 if it is not complete in time.
+    HEAD = "head"
+    #: A request body is arriving: 408 if it stalls.
+    BODY = "body"
+    #: Closing: abort if the client does not read what is left.
+    ABORT = "abort"
+
+
+class ReadPause(enum.Enum):
+    """Why the connection stopped reading; it reads again when none is left."""
+
+    #: The application's input queue is full.
+    APP = "app"
+    #: Requests are queued behind the one being answered.
+    PIPELINE = "pipeline"
+    #: A broken request waits until the response under way is complete.
+    ERROR = "error"
+
+
+@implementer(IPushProducer)
+class HTTP11Connection(protocol.Protocol):
+    """One HTTP/1.1 connection: exchanges in order, keep-alive, pipelining."""
+
+    def __init__(self, factory: Any) -> None:
+        self.factory = factory
+        self.config = factory.config
+        self.reactor = factory.reactor
+        self.host = factory.host
+        self.reader = RequestReader(self)
+        #: The exchange whose response is being produced.
+        self.request: HTTPExchange | None = None
+        #: Exchanges parsed ahead of ``request`` (a short list: at most
+        #: max_pipelined_requests, and empty lists are small).
+        self.pipeline: list[HTTPExchange] = []
+        #: Exchanges whose application is still running.
+        self.running: set[HTTPExchange] = set()
+        self.disconnected = False
+        #: No more reads or requests: the connection closes once written out.
+        self.closing = False
+        #: The server is stopping: finish the request under way, then close.
+        self.draining = False
+        self.write_paused = False
+        self.read_pauses: set[ReadPause] = set()
+        #: An error found while an earlier response was still being produced.
+        self.deferred_error: HTTPError | None = None
+        #: Registered with the transport as its (streaming) producer.
+        self.registered = False
+        #: The TCP transport ``send`` may write to directly (None: TLS, tests).
+        self.direct: Any = None
+        #: The WebSocket this connection was upgraded to.
+        self.websocket: WebSocketSession | None = None
+        # Connection timer: a deadline for the head, the body or idleness,
+        # checked lazily so that keep-alive requests do not each make a timer.
+        self.timer: Any = None
+        self.deadline = 0.0
+        self.deadline_kind: Deadline | None = None
+        #: The -t/--http-timeout timer of the request being answered (it
+        #: outlives requests answered in time; see begin).
+        self.http_timer: Any = None
+
+    # -- Twisted protocol ------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        transport = self.transport
+        self.client = format_address(transport.getPeer())
+        self.server = format_address(transport.getHost())
+        self.scheme = "https" if ISSLTransport.providedBy(transport) else "http"
+        transport.registerProducer(self, True)
+        self.registered = True
+        # Small writes (WebSocket frames, streamed bodies) go out at once.
+        # (UNIX sockets and pipes have no such option.)
+        with contextlib.suppress(AttributeError, OSError, NotImplementedError):
+            transport.setTcpNoDelay(True)
+        self.direct = direct.direct_transport(transport)
+        self.factory.connection_made(self)
+        # A connection that never sends a byte is closed like an idle one.
+        self.set_deadline(Deadline.IDLE, self.config.request_head_timeout)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.closing or self.deferred_error is not None:
+            return
+        if self.websocket is not None:
+            self.websocket.data_received(data)
+            return
+        reader = self.reader
+        try:
+            rest = reader.feed(data)
+        except HTTPError as error:
+            self.request_error(error)
+            return
+        if rest is not None:
+            self.start_websocket(rest)
+            return
+        if reader.in_head and self.request is None:
+            if self.deadline_kind is not Deadline.HEAD:
+                self.set_deadline(Deadline.HEAD, self.config.request_head_timeout)
+        else:
+            self.arm_body_deadline()
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        self.disconnected = True
+        self.closing = True
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = None
+        if self.http_timer is not None and self.http_timer.active():
+            self.http_timer.cancel()
+        self.http_timer = None
+        if self.request is not None:
+            self.request.gone = True
+        for request in self.running:
+            request.gone = True
+            request.instance.put({"type": "http.disconnect"})
+            request.instance.disconnected()
+        self.pipeline.clear()
+        if self.websocket is not None:
+            self.websocket.connection_lost(reason)
+        self.factory.connection_lost(self)
+
+    # -- IPushProducer: the transport's write buffer is full / drained ---------
+
+    def pauseProducing(self) -> None:
+        self.write_paused = True
+        if self.websocket is not None:
+            self.websocket.pause_sending()
+        elif self.request is not None and self.request.instance is not None:
+            self.request.instance.pause_sending()
+
+    def resumeProducing(self) -> None:
+        self.write_paused = False
+        if self.websocket is not None:
+            self.websocket.resume_sending()
+        elif self.request is not None and self.request.instance is not None:
+            self.request.instance.resume_sending()
+
+    def stopProducing(self) -> None:
+        self.write_paused = False
+
+    # -- reading flow control --------------------------------------------------
+
+    def pause_reads(self, reason: ReadPause) -> None:
+        if not self.read_pauses and not self.disconnected:
+            self.transport.pauseProducing()
+            if self.deadline_kind is Deadline.BODY:
+                self.deadline_kind = None  # the client is not the slow one
+        self.read_pauses.add(reason)
+
+    def resume_reads(self, reason: ReadPause) -> None:
+        if reason in self.read_pauses:
+            self.read_pauses.discard(reason)
+            if not self.read_pauses and not self.disconnected:
+                self.transport.resumeProducing()
+                if self.deadline_kind is None:
+                    self.arm_body_deadline()
+
+    # The application's pause, for the exchange (Writer) and the WebSocket
+    # (Carrier); HTTP/1.1 answers one of them at a time.
+
+    def pause_reading(self, exchange: HTTPExchange | None = None) -> None:
+        self.pause_reads(ReadPause.APP)
+
+    def resume_reading(self, exchange: HTTPExchange | None = None) -> None:
+        self.resume_reads(ReadPause.APP)
+
+    # -- timers ----------------------------------------------------------------
+
+    def set_deadline(self, kind: Deadline, delay: float) -> None:
+        self.deadline_kind = kind
+        self.deadline = self.reactor.seconds() + delay
+        timer = self.timer
+        if timer is None or not timer.active():
+            self.timer = self.reactor.callLater(delay, self.deadline_reached)
+        elif timer.getTime() > self.deadline:
+            timer.reset(delay)
+
+    def arm_body_deadline(self) -> None:
+        """Time the client on the request body, unless it is waiting for us:
+        reading paused by the server, or a 100 Continue not sent yet."""
+        reader = self.reader
+        if reader is None or reader.parsing is None or self.read_pauses:
+            return
+        request = reader.parsing
+        if request.expect_continue and request.body_size == 0:
+            return
+        self.set_deadline(Deadline.BODY, self.config.request_body_timeout)
+
+    def deadline_reached(self) -> None:
+        self.timer = None
+        kind = self.deadline_kind
+        if kind is None or self.disconnected:
+            return
+        remaining = self.deadline - self.reactor.seconds()
+        if remaining > 0:
+            self.timer = self.reactor.callLater(remaining, self.deadline_reached)
+            return
+        self.deadline_kind = None
+        if kind is Deadline.HEAD:
+            self.request_error(RequestTimeout("Request head not received in time"))
+        elif kind is Deadline.BODY:
+            self.request_error(RequestTimeout("Request body not received in time"))
+        elif kind is Deadline.ABORT:
+            self.transport.abortConnection()
+        else:
+            self.close()
+
+    def arm_http_timer(self) -> None:
+        """Time the request being answered: from its start, and again from
+        the end of its body (see HTTPExchange.http_timeout_reached)."""
+        timeout = self.config.http_timeout
+        if timeout is None:
+            return
+        # One timer per connection, moved on for each request: a reset costs
+        # a twentieth of a new call and its cancellation.
+        timer = self.http_timer
+        if timer is not None and timer.active():
+            timer.reset(timeout)
+        else:
+            self.http_timer = self.reactor.callLater(timeout, self.http_timed_out)
+
+    def http_timed_out(self) -> None:
+        self.http_timer = None
+        if self.request is not None:
+            self.request.http_timeout_reached()
+
+    # -- exchanges, from the reader --------------------------------------------
+
+    def head_received(self, request: HTTPExchange) -> None:
+        """A request head is complete: answer it now, or queue it."""
+        self.deadline_kind = None
+        if self.request is None:
+            self.begin(request)
+        else:
+            self.pipeline.append(request)
+            self.pause_reads(ReadPause.PIPELINE)
+
+    def body_received(self, request: HTTPExchange, body: bytes, more: bool) -> None:
+        event = {"type": "http.request", "body": body, "more_body": more}
+        if not request.deliver(event):
+            self.pause_reads(ReadPause.APP)
+        if not more:
+            if self.deadline_kind is Deadline.BODY:
+                self.deadline_kind = None
+            if request is self.request:
+                self.arm_http_timer()
+
+    def begin(self, request: HTTPExchange) -> None:
+        """Make ``request`` the one being answered and start its application."""
+        self.request = request
+        if self.closing:
+            request.keep_alive = False
+        self.running.add(request)
+        self.arm_http_timer()
+        request.start(self.host)
+        if self.write_paused:
+            request.instance.pause_sending()
+
+    def finish(self, request: HTTPExchange | None, keep_alive: bool) -> None:
+        """The current exchange is over: next request, idle, or close."""
+        if request is not None and request.instance is not None:
+            request.instance.put({"type": "http.disconnect"})
+            request.instance.resume_sending()
+        if request is not self.request:
+            keep_alive = False
+        self.request = None
+        # A full queue of an instance that is done must not stall the next one.
+        self.resume_reads(ReadPause.APP)
+        if not keep_alive or self.closing or self.draining:
+            self.close()
+            return
+        if self.pipeline:
+            self.begin(self.pipeline.pop(0))
+            if not self.pipeline:
+                self.resume_reads(ReadPause.PIPELINE)
+            return
+        if self.deferred_error is not None:
+            self.request_error(self.deferred_error)
+            return
+        if self.reader.in_head:
+            self.set_deadline(Deadline.HEAD, self.config.request_head_timeout)
+        else:
+            self.set_deadline(Deadline.IDLE, self.config.keep_alive_timeout)
+
+    def request_error(self, error: HTTPError) -> None:
+        """The client sent something unacceptable: answer it and close."""
+        self.deadline_kind = None
+        if self.disconnected:
+            return
+        request = self.request
+        reader = self.reader
+        if request is not None and request is reader.parsing:
+            # The body of the request being answered is broken.
+            logger.info("Refused request body from %s: %s", self.client, error)
+            self.closing = True
+            request.abort(error.status)
+            return
+        if request is not None and not request.finished:
+            # A response is under way for an earlier request: finish it
+            # first. A queued request whose body broke must never start.
+            broken = reader.parsing
+            if broken is not None and broken in self.pipeline:
+                self.pipeline.remove(broken)
+            reader.parsing = None
+            self.deferred_error = error
+            self.pause_reads(ReadPause.ERROR)
+            return
+        self.closing = True
+        logger.info("Refused request from %s: %s", self.client, error)
+        self.write_error(None, error.status, str(error), getattr(error, "headers", ()))
+
+    # -- WebSocket hand-over (this connection is the session's carrier) -------
+
+    def start_websocket(self, rest: bytes) -> None:
+        """Hand the connection to a WebSocket; ``rest`` follows the head."""
+        if self.http_timer is not None and self.http_timer.active():
+            self.http_timer.cancel()  # (the WebSocket has timers of its own)
+        self.http_timer = None
+        reader = self.reader
+        scope, method = reader.websocket_scope, reader.method
+        self.reader = None  # (about 1 KiB per open WebSocket)
+        try:
+            key = check_request(method, scope["http_version"], scope["headers"])
+        except HandshakeError as error:
+            logger.info(
+                "Refused WebSocket handshake from %s: %s", scope["client"], error
+            )
+            self.refuse(scope, error.status, str(error), error.headers)
+            return
+        self.websocket = WebSocketSession(self, scope, key, self.factory.engines)
+        self.websocket.start(rest)
+
+    def refusal(self, scope: dict) -> HTTPExchange:
+        """An HTTP exchange that answers a refused WebSocket handshake."""
+        request = HTTPExchange(self, {**scope, "method": "GET"}, False, False)
+        request.body_complete = True
+        self.request = request
+        return request
+
+    def refuse(
+        self, scope: dict, status: int, detail: str = "", headers: Any = ()
+    ) -> HTTPExchange:
+        """Answer a WebSocket handshake with an error page and close."""
+        request = self.refusal(scope)
+        request.state = ResponseState.FAILED
+        self.write_error(request, status, detail, headers)
+        return request
+
+    def log_event(self, protocol: str, action: str, details: dict) -> None:
+        self.factory.log_event(protocol, action, details)
+
+    # -- closing ---------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close once written out; abort if the client does not read it."""
+        self.closing = True
+        if not self.disconnected:
+            # Nothing more will be produced. Unregistered, the transport
+            # closes once drained; registered and paused, Twisted would resume
+            # the producer instead and the close would wait for the abort.
+            self.unregister_producer()
+            self.transport.loseConnection()
+            self.set_deadline(Deadline.ABORT, self.config.close_timeout)
+
+    def unregister_producer(self) -> None:
+        if self.registered:
+            self.registered = False
+            self.transport.unregisterProducer()
+
+    def shutdown(self) -> None:
+        """Server is stopping: close when idle, after the current response."""
+        self.draining = True
+        if self.websocket is not None:
+            self.websocket.shutdown()
+            return
+        reader = self.reader
+        if self.request is None and reader.parsing is None and not self.disconnected:
+            self.close()
+
+    # -- Writer: framing the responses -----------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """Write ``data``; on plain TCP with nothing queued, send it now."""
+        if self.direct is not None:
+            data = direct.send(self.direct, data)
+            if not data:
+                return
+        self.transport.write(data)
+
+    def common_headers(
+        self, head: list, has_date: bool, has_server: bool, keep_alive: bool
+    ) -> None:
+        """Headers every response gets unless the application set them."""
+        if not has_date:
+            head.append(b"date: %s\r\n" % http_date())
+        server = self.factory.server_header
+        if server is not None and not has_server:
+            head.append(server)
+        if not keep_alive:
+            head.append(b"connection: close\r\n")
+
+    def send_informational(self, request: HTTPExchange, status: int) -> None:
+        if request is self.request and not self.disconnected:
+            self.send(STATUS_LINES[status] + b"\r\n")
+            self.arm_body_deadline()
+
+    def send_head(self, request: HTTPExchange, body: bytes, more: bool) -> None:
+        """Write the response head, framed from the first body event."""
+        if request is not self.request or self.disconnected:
+            return
+        status = request.status
+        head = [STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status]
+        keep_alive = request.keep_alive and not (
+            self.closing or self.draining or request.app_close
+        )
+        head.extend([b"%s: %s\r\n" % pair for pair in request.headers])
+        http11 = request.scope["http_version"] == "1.1"
+        if request.length is None and not request.no_body:
+            if not more:
+                # One-part response: frame it with a length, not chunks.
+                request.length = len(body)
+                head.append(b"content-length: %d\r\n" % len(body))
+            elif http11:
+                head.append(b"transfer-encoding: chunked\r\n")
+            else:
+                keep_alive = False  # close-delimited (RFC 9112 section 6.3)
+        if not request.body_complete:
+            # Answering before the whole body arrived: the rest is not read,
+            # so the connection cannot be reused; say so (RFC 9110 9.6).
+            keep_alive = False
+        request.keep_alive = keep_alive
+        request.expect_continue = False
+        self.common_headers(head, request.app_date, request.app_server, keep_alive)
+        if keep_alive and not http11:
+            head.append(b"connection: keep-alive\r\n")
+        head.append(b"\r\n")
+        if body:
+            head.append(self.frame(request, body, more))
+        elif not more and self.chunked(request):
+            head.append(LAST_CHUNK)
+        self.send(b"".join(head))
+        if not more:
+            self.response_done(request)
+
+    @staticmethod
+    def chunked(request: HTTPExchange) -> bool:
+        return (
+            request.length is None
+            and not request.no_body
+            and request.scope["http_version"] == "1.1"
+        )
+
+    def frame(self, request: HTTPExchange, body: bytes, more: bool) -> bytes:
+        if self.chunked(request):
+            chunk = b"%x\r\n%s\r\n" % (len(body), body)
+            return chunk if more else chunk + LAST_CHUNK
+        return body
+
+    def send_data(self, request: HTTPExchange, body: bytes, more: bool) -> None:
+        if request is not self.request or self.disconnected:
+            return
+        if body:
+            self.send(self.frame(request, body, more))
+        elif not more and self.chunked(request):
+            self.send(LAST_CHUNK)
+        if not more:
+            self.response_done(request)
+
+    def send_error(
+        self, request: HTTPExchange, status: int, detail: str = "", headers: Any = ()
+    ) -> None:
+        self.write_error(request, status, detail, headers)
+
+    def write_error(
+        self, request: HTTPExchange | None, status: int, detail="", headers: Any = ()
+    ) -> None:
+        """Send a complete error response and close the connection."""
+        if request is not None and (request is not self.request or self.disconnected):
+            return
+        content_type, body = error_page(status, detail)
+        head = [STATUS_LINES[status]]
+        head.extend(b"%s: %s\r\n" % header for header in headers)
+        self.common_headers(head, False, False, keep_alive=False)
+        head.append(b"content-type: %s\r\n" % content_type)
+        head.append(b"content-length: %d\r\n\r\n" % len(body))
+        self.send(b"".join(head) + body)
+        if request is not None:
+            request.status = status
+            request.bytes_sent = len(body)
+            self.factory.log_exchange(request)
+        self.closing = True
+        self.finish(request, keep_alive=False)
+
+    def reset(self, request: HTTPExchange) -> None:
+        """Abandon a response that already started: deliver what was sent
+        (the client sees it cut short), then close."""
+        self.finish(request, keep_alive=False)
+
+    def application_ended(self, request: HTTPExchange) -> None:
+        self.running.discard(request)
+
+    def response_done(self, request: HTTPExchange) -> None:
+        length = request.length
+        if length is not None and request.bytes_sent < length and not request.no_body:
+            logger.error(
+                "Response to %s %s shorter than its Content-Length; closing",
+                request.scope["method"],
+                request.log_target,
+            )
+            request.keep_alive = False
+        self.factory.log_exchange(request)
+        self.finish(request, request.keep_alive)

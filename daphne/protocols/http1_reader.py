@@ -1,0 +1,201 @@
+"""The reading half of an HTTP/1.1 connection: llhttp's callbacks.
+
+:class:`RequestReader` feeds the bytes to llhttp (through httptools), applies
+the framing rules that are HTTP/1.1's own (Transfer-Encoding, HTTP/1.0,
+upgrade bodies, pipelining bounds) and the shared header rules, and turns each
+request head into an :class:`~daphne.http.exchange.HTTPExchange` that it hands
+to its connection, followed by the body in parts. It raises
+:class:`~daphne.http.errors.HTTPError` for anything it refuses; the connection
+answers.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httptools
+
+from ..http.errors import HeadersTooLarge, HTTPError, PayloadTooLarge
+from ..http.exchange import HTTPExchange
+from ..http.headers import RequestHead
+from ..http.scope import build_scope
+from ..websocket.handshake import websocket_scope
+
+logger = logging.getLogger(__name__)
+
+
+class RequestReader:
+    """Parses one connection's requests; ``conn`` is its HTTP11Connection."""
+
+    __slots__ = (
+        "conn",
+        "config",
+        "parser",
+        "parsing",
+        "websocket_scope",
+        "method",
+        "url",
+        "head",
+        "messages",
+        "head_bytes",
+        "in_head",
+        "partial_body",
+    )
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.config = conn.config
+        self.parser = httptools.HttpRequestParser(self)
+        #: The exchange whose body is being parsed (may be pipelined).
+        self.parsing: HTTPExchange | None = None
+        #: Scope of a parsed WebSocket upgrade request, until the hand-over.
+        self.websocket_scope: dict | None = None
+        self.method = ""
+        self.url = b""
+        self.head: RequestHead | None = None
+        #: Requests begun on this connection, and raw bytes of the head being
+        #: received (see feed).
+        self.messages = 0
+        self.head_bytes = 0
+        self.in_head = False
+        self.partial_body: bytes | None = None
+
+    def feed(self, data: bytes) -> bytes | None:
+        """Parse ``data``. Returns the bytes that follow a WebSocket upgrade
+        request (the connection is to be handed over), else None."""
+        message = self.messages
+        continuing = self.in_head
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            error = exc.__context__
+            if error is None:
+                raise HTTPError("Malformed request") from None
+            if not isinstance(error, HTTPError):
+                logger.error("Error while parsing a request", exc_info=error)
+                raise HTTPError("Internal server error", 500) from None
+            raise error from None
+        except httptools.HttpParserUpgrade as exc:
+            rest = data[exc.args[0] :]
+            if self.websocket_scope is not None:
+                return rest
+            # Another protocol (h2c, ...): the request was answered as plain
+            # HTTP; keep parsing what follows with a fresh parser.
+            self.parser = httptools.HttpRequestParser(self)
+            return self.feed(rest) if rest else None
+        except httptools.HttpParserError as exc:
+            raise HTTPError(str(exc) or "Malformed request") from None
+        if self.partial_body is not None:
+            self.flush_body(more=True)
+        if self.in_head:
+            # llhttp holds an unterminated header line back from on_header,
+            # so count raw bytes too (an over-estimate of at most one read).
+            if continuing and message == self.messages:
+                self.head_bytes += len(data)
+            else:
+                self.head_bytes = len(data)
+            if self.head_bytes > self.config.max_request_head_size:
+                raise HeadersTooLarge("Request header fields too large")
+        return None
+
+    # -- httptools callbacks ---------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        conn = self.conn
+        if conn.draining:
+            raise HTTPError("Server is shutting down", 503)
+        if len(conn.pipeline) >= self.config.max_pipelined_requests:
+            # llhttp parses a whole read at once; without a bound, one 64 KiB
+            # read of tiny requests would become thousands of queued ones.
+            raise HTTPError("Too many pipelined requests", 503)
+        self.messages += 1
+        self.in_head = True
+        self.url = b""
+        self.head = RequestHead(self.config)
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        head = self.head
+        head.size += len(url)
+        if head.size > self.config.max_request_head_size:
+            raise HTTPError("Request line too long", 414)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head.add(name, value)
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        parser = self.parser
+        conn = self.conn
+        head = self.head
+        self.head = None
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            raise HTTPError(f"HTTP/{version} not supported", 505)
+        if version == "1.1" and head.host_count == 0:
+            raise HTTPError("Missing Host header")
+        te = head.transfer_encoding
+        upgrade = parser.should_upgrade()
+        if upgrade and (te is not None or head.content_length):
+            # llhttp would skip the body of an upgrade request and parse it as
+            # the next request: a proxy and daphne would disagree on framing.
+            raise HTTPError("Upgrade requests must not have a body")
+        method = parser.get_method().decode("ascii")
+        if head.upgrade_websocket and upgrade:
+            if conn.request is not None:
+                raise HTTPError("WebSocket upgrade behind an unanswered request")
+            self.method = method
+            self.websocket_scope = websocket_scope(self.scope(head, method, version))
+            conn.deadline_kind = None
+            return
+        if te is not None and version == "1.0":
+            # RFC 9112 6.1: an HTTP/1.0 peer may frame this differently.
+            raise HTTPError("Transfer-Encoding in an HTTP/1.0 request")
+        if te is not None and te.strip().lower() != b"chunked":
+            # RFC 9112 6.1: only chunked is understood; anything else cannot
+            # be framed safely.
+            raise HTTPError("Unsupported Transfer-Encoding", 501)
+        request = HTTPExchange(
+            conn,
+            self.scope(head, method, version),
+            parser.should_keep_alive(),
+            head.expect_continue and version == "1.1",
+        )
+        self.parsing = request
+        conn.head_received(request)
+
+    def scope(self, head: RequestHead, method: str, version: str) -> dict:
+        conn = self.conn
+        return build_scope(
+            self.config,
+            head,
+            method,
+            self.url,
+            version,
+            conn.client,
+            conn.server,
+            conn.scheme,
+        )
+
+    def on_body(self, body: bytes) -> None:
+        request = self.parsing
+        request.body_size += len(body)
+        limit = self.config.max_request_body_size
+        if limit is not None and request.body_size > limit:
+            raise PayloadTooLarge("Request body too large")
+        if self.partial_body is not None:
+            self.flush_body(more=True)
+        self.partial_body = body
+
+    def on_message_complete(self) -> None:
+        if self.websocket_scope is not None:
+            return  # the connection is handed over once feed_data returns
+        request = self.parsing
+        self.parsing = None
+        request.body_complete = True
+        self.flush_body(more=False, request=request)
+
+    def flush_body(self, more: bool, request: HTTPExchange | None = None) -> None:
+        body, self.partial_body = self.partial_body, None
+        self.conn.body_received(request or self.parsing, body or b"", more)

@@ -1,0 +1,176 @@
+"""The WebSocket opening handshake (RFC 6455 section 4.2), owned by daphne.
+
+It reads the request the connection has already parsed: nothing is written
+out again for a second parser to read differently. It checks the upgrade
+request, builds the ``websocket`` scope, and writes the ``101`` answer once
+the application accepts.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from typing import Any
+
+from ..http.errors import HTTPError
+from ..utils import header_problem, is_valid_header_name
+
+#: RFC 6455 section 1.3: appended to the client's key to make the accept key.
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+#: Protocol versions understood (RFC 6455 is 13; 8 is its last draft, which
+#: frames the same way).
+VERSIONS = (b"13", b"8")
+
+#: The WebSocket scheme for the connection's HTTP scheme.
+WEBSOCKET_SCHEMES = {"http": "ws", "https": "wss"}
+
+#: Response headers the server owns in a 101 answer.
+RESERVED_ACCEPT_HEADERS = frozenset(
+    {
+        b"sec-websocket-protocol",
+        b"sec-websocket-accept",
+        b"sec-websocket-extensions",
+        b"upgrade",
+        b"connection",
+        b"content-length",
+        b"transfer-encoding",
+    }
+)
+
+
+class HandshakeError(HTTPError):
+    """An upgrade request that is not a valid WebSocket handshake; it is
+    answered as plain HTTP, with ``headers`` added to the error page."""
+
+    def __init__(self, message: str, status: int = 400, headers: Any = ()) -> None:
+        super().__init__(message, status)
+        self.headers = list(headers)
+
+
+def offered_subprotocols(headers: list[tuple[bytes, bytes]]) -> list[str]:
+    """The ``Sec-WebSocket-Protocol`` list, or HTTPError if it is invalid.
+
+    RFC 6455 makes each name a token, and browsers send nothing else; other
+    names are refused rather than passed on, so the name an application
+    accepts is, byte for byte, one the client offered.
+    """
+    names: list[str] = []
+    for name, value in headers:
+        if name == b"sec-websocket-protocol":
+            for token in value.split(b","):
+                token = token.strip(b" \t")
+                if not token:
+                    continue
+                if not is_valid_header_name(token):
+                    raise HTTPError("Invalid Sec-WebSocket-Protocol name")
+                text = token.decode("ascii")
+                if text in names:
+                    raise HTTPError(f"Duplicate subprotocol {text!r} offered")
+                names.append(text)
+    return names
+
+
+def websocket_scope(scope: dict) -> dict:
+    """The ``websocket`` scope for an upgrade request's ``http`` scope."""
+    del scope["method"]
+    scope["type"] = "websocket"
+    scope["asgi"] = {"version": "3.0", "spec_version": "2.4"}
+    scope["scheme"] = WEBSOCKET_SCHEMES.get(scope["scheme"], scope["scheme"])
+    scope["subprotocols"] = offered_subprotocols(scope["headers"])
+    scope["extensions"] = {"websocket.http.response": {}}
+    return scope
+
+
+def _tokens(values: list[bytes]) -> set[bytes]:
+    return {t.strip(b" \t").lower() for value in values for t in value.split(b",")}
+
+
+def check_request(method: str, http_version: str, headers: Any) -> bytes:
+    """Check an upgrade request against RFC 6455 section 4.2.1; return the
+    client's key, or raise :class:`HandshakeError`."""
+    if method != "GET":
+        raise HandshakeError(f"WebSocket handshake with method {method}", 405)
+    if http_version != "1.1":
+        raise HandshakeError(f"WebSocket handshake over HTTP/{http_version}", 505)
+    fields: dict[bytes, list[bytes]] = {}
+    for name, value in headers:
+        fields.setdefault(name, []).append(value)
+    host = fields.get(b"host")
+    if not host:
+        raise HandshakeError("WebSocket handshake without a Host header")
+    hostname, colon, port = host[0].rpartition(b":")
+    if colon and not port.endswith(b"]") and not port.isdigit():
+        raise HandshakeError("Invalid port in the Host header")
+    if b"websocket" not in _tokens(fields.get(b"upgrade", [])):
+        raise HandshakeError("Upgrade header without websocket")
+    if b"upgrade" not in _tokens(fields.get(b"connection", [])):
+        raise HandshakeError("Connection header without upgrade")
+    for name in (b"sec-websocket-version", b"sec-websocket-key", b"origin"):
+        if len(fields.get(name, ())) > 1:
+            raise HandshakeError(f"More than one {name.decode()} header")
+    if len(fields.get(b"sec-websocket-extensions", ())) > 1:
+        raise HandshakeError("More than one sec-websocket-extensions header")
+    version = fields.get(b"sec-websocket-version")
+    if not version:
+        raise HandshakeError("WebSocket handshake without Sec-WebSocket-Version")
+    if version[0] not in VERSIONS:
+        raise HandshakeError(
+            "Unsupported WebSocket version",
+            headers=[(b"Sec-WebSocket-Version", b", ".join(VERSIONS))],
+        )
+    key = fields.get(b"sec-websocket-key")
+    if not key:
+        raise HandshakeError("WebSocket handshake without Sec-WebSocket-Key")
+    try:
+        decoded = base64.b64decode(key[0], validate=True)
+    except binascii.Error:
+        decoded = b""
+    if len(decoded) != 16:
+        raise HandshakeError("Invalid Sec-WebSocket-Key")
+    return key[0]
+
+
+def accept_key(key: bytes) -> bytes:
+    """The ``Sec-WebSocket-Accept`` value for a client's key."""
+    return base64.b64encode(hashlib.sha1(key + GUID).digest())
+
+
+def accept_headers(headers: Any) -> list[tuple[bytes, bytes]]:
+    """The headers of a ``websocket.accept`` event as lower-cased pairs;
+    raises ``ValueError`` naming the problem."""
+    try:
+        pairs = [(name, value) for name, value in headers]
+    except (TypeError, ValueError):
+        raise ValueError(
+            "Accept headers must be an iterable of [name, value] pairs"
+        ) from None
+    checked = []
+    for name, value in pairs:
+        problem = header_problem(name, value)
+        if problem is not None:
+            raise ValueError(f"websocket.accept {problem}")
+        lower = name.lower()
+        if lower in RESERVED_ACCEPT_HEADERS:
+            raise ValueError(f"Header {name!r} is the server's to send")
+        checked.append((lower, value))
+    return checked
+
+
+def response_head(
+    key: bytes,
+    subprotocol: str | None,
+    headers: list[tuple[bytes, bytes]],
+    server: bytes | None,
+) -> bytes:
+    """The ``101 Switching Protocols`` answer (RFC 6455 section 4.2.2)."""
+    lines = [b"HTTP/1.1 101 Switching Protocols\r\n"]
+    if server is not None:
+        lines.append(server)
+    lines.append(b"Upgrade: WebSocket\r\nConnection: Upgrade\r\n")
+    lines.extend(b"%s: %s\r\n" % pair for pair in headers)
+    if subprotocol is not None:
+        lines.append(b"Sec-WebSocket-Protocol: %s\r\n" % subprotocol.encode("ascii"))
+    lines.append(b"Sec-WebSocket-Accept: %s\r\n\r\n" % accept_key(key))
+    return b"".join(lines)
