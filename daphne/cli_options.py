@@ -1,0 +1,356 @@
+"""The options of the ``daphne`` command: its argparse parser and option groups.
+
+:func:`build_parser` makes the parser :class:`daphne.cli.CommandLineInterface`
+parses its arguments with; each option group of the help text is added by its
+own function here. Turning the parsed options into a Config, endpoints and a
+Server stays in :mod:`daphne.cli`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+from . import __version__
+from .config import INTERFACES, Config
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_LOG_FORMAT = "%(asctime)-15s %(levelname)-8s %(message)s"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line long."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise ValueError(text)
+    return value
+
+
+_port.__name__ = "port"
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+_non_negative_int.__name__ = "non-negative integer"
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(text)
+    return value
+
+
+_seconds.__name__ = "number of seconds"
+
+
+def build_parser(
+    description: str, *, layer_http_timeout: float
+) -> argparse.ArgumentParser:
+    """The ``daphne`` argument parser.
+
+    ``layer_http_timeout`` is the --http-timeout default in channel layer mode,
+    named in its help text.
+    """
+    defaults = Config()
+    parser = _Parser(prog="daphne", description=description)
+    _add_bind_options(parser)
+    _add_http_options(parser, defaults, layer_http_timeout)
+    _add_websocket_options(parser, defaults)
+    _add_application_options(parser, defaults)
+    _add_layer_options(parser)
+    _add_proxy_options(parser)
+    _add_logging_options(parser, defaults)
+    parser.add_argument(
+        "application",
+        metavar="module.path:object.path",
+        help="the ASGI application, or the channel layer, to serve",
+    )
+    parser.add_argument("--version", action="version", version=f"daphne {__version__}")
+    return parser
+
+
+def _add_bind_options(parser: argparse.ArgumentParser) -> None:
+    """The "where to listen" group: -b, -p, -u, --fd, -e."""
+    bind = parser.add_argument_group(
+        "where to listen",
+        f"With none of these, daphne listens on {DEFAULT_HOST}:{DEFAULT_PORT}.",
+    )
+    bind.add_argument(
+        "-b",
+        "--bind",
+        dest="host",
+        help=f"IP address or host name to listen on ({DEFAULT_HOST} if only "
+        "--port is given); IPv6 addresses as ::1 or [::1]",
+    )
+    bind.add_argument(
+        "-p",
+        "--port",
+        type=_port,
+        help=f"TCP port to listen on ({DEFAULT_PORT} if only --bind is given)",
+    )
+    bind.add_argument(
+        "-u",
+        "--unix-socket",
+        metavar="PATH",
+        help="path of a UNIX socket to listen on (e.g. behind nginx)",
+    )
+    bind.add_argument(
+        "--fd",
+        dest="file_descriptor",
+        type=_non_negative_int,
+        metavar="N",
+        help="listen on an already-bound socket inherited from a process "
+        "manager (Circus, systemd) as this file descriptor",
+    )
+    bind.add_argument(
+        "-e",
+        "--endpoint",
+        dest="socket_strings",
+        action="append",
+        default=[],
+        metavar="ENDPOINT",
+        help="a Twisted server endpoint string, e.g. "
+        "ssl:443:privateKey=key.pem:certKey=crt.pem (repeatable)",
+    )
+
+
+def _add_http_options(
+    parser: argparse.ArgumentParser, defaults: Config, layer_http_timeout: float
+) -> None:
+    """The "HTTP" group: timeouts, body size, root path, Server header."""
+    http = parser.add_argument_group("HTTP")
+    http.add_argument(
+        "-t",
+        "--http-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="answer 503 to a request without a complete response after this "
+        "many seconds; a response already streaming is cut (default: none; "
+        f"{layer_http_timeout:g} with a channel layer)",
+    )
+    http.add_argument(
+        "--request-head-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        default=defaults.request_head_timeout,
+        help="seconds a client has to send a complete request head, else 408 "
+        "(default: %(default)s)",
+    )
+    http.add_argument(
+        "--request-body-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        default=defaults.request_body_timeout,
+        help="answer 408 when a request body stalls this long while daphne "
+        "is reading it (default: %(default)s)",
+    )
+    http.add_argument(
+        "--keep-alive-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        default=defaults.keep_alive_timeout,
+        help="seconds an idle keep-alive connection stays open (default: %(default)s)",
+    )
+    http.add_argument(
+        "--max-request-body-size",
+        type=_non_negative_int,
+        metavar="BYTES",
+        default=0,
+        help="largest request body in bytes, larger ones get 413 "
+        "(default: 0, no limit)",
+    )
+    http.add_argument(
+        "--root-path",
+        default="",
+        metavar="PATH",
+        help="the path prefix the application is mounted at (root_path in "
+        "the scope); a Daphne-Root-Path request header overrides it",
+    )
+    http.add_argument(
+        "--server-name",
+        default=defaults.server_name,
+        metavar="NAME",
+        help="value of the Server response header (default: %(default)s)",
+    )
+    http.add_argument(
+        "--no-server-name",
+        action="store_true",
+        help="send no Server response header",
+    )
+
+
+def _add_websocket_options(parser: argparse.ArgumentParser, defaults: Config) -> None:
+    """The "WebSocket" group: timeouts, size limits, pings."""
+    ws = parser.add_argument_group("WebSocket")
+    ws.add_argument(
+        "--websocket_timeout",
+        "--websocket-timeout",
+        dest="websocket_timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="close a WebSocket open longer than this many seconds; negative "
+        f"means never (default: {defaults.websocket_timeout:g}; with a "
+        "channel layer, its group_expiry)",
+    )
+    ws.add_argument(
+        "--websocket_connect_timeout",
+        "--websocket-connect-timeout",
+        dest="websocket_connect_timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        default=defaults.websocket_connect_timeout,
+        help="refuse a WebSocket handshake the application leaves pending "
+        "this long; negative means never (default: %(default)s)",
+    )
+    ws.add_argument(
+        "--websocket-max-message-size",
+        type=_non_negative_int,
+        metavar="BYTES",
+        default=defaults.websocket_max_message_size,
+        help="largest incoming message in bytes, 0 for no limit (default: %(default)s)",
+    )
+    ws.add_argument(
+        "--websocket-max-frame-size",
+        type=_non_negative_int,
+        metavar="BYTES",
+        default=defaults.websocket_max_frame_size,
+        help="largest incoming frame in bytes, 0 for no limit (default: %(default)s)",
+    )
+    ws.add_argument(
+        "--ping-interval",
+        type=_seconds,
+        metavar="SECONDS",
+        default=defaults.ping_interval,
+        help="ping a WebSocket after this many seconds without traffic from "
+        "the client; 0 for never (default: %(default)s)",
+    )
+    ws.add_argument(
+        "--ping-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        default=defaults.ping_timeout,
+        help="drop a WebSocket that sends nothing within this many seconds "
+        "of a ping (default: %(default)s)",
+    )
+
+
+def _add_application_options(parser: argparse.ArgumentParser, defaults: Config) -> None:
+    """The "application" group: interface, lifespan, close and shutdown timeouts."""
+    app = parser.add_argument_group("application")
+    app.add_argument(
+        "--interface",
+        choices=INTERFACES,
+        default=defaults.interface,
+        help="what the target is: a channel-layer, an asgi3 or asgi2 "
+        "application, or auto to tell by its interface (default: %(default)s)",
+    )
+    app.add_argument(
+        "--application-close-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        default=defaults.application_close_timeout,
+        help="seconds an application instance may run after its connection "
+        "closed before it is cancelled (default: %(default)s)",
+    )
+    app.add_argument(
+        "--lifespan",
+        choices=("auto", "on", "off"),
+        default=defaults.lifespan,
+        help="send lifespan startup/shutdown events: auto (if the application "
+        "supports them), on (a failure stops the server) or off "
+        "(default: %(default)s)",
+    )
+    app.add_argument(
+        "--shutdown-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        default=defaults.shutdown_timeout,
+        help="on SIGINT/SIGTERM, seconds in-flight requests get to finish "
+        "(default: %(default)s)",
+    )
+
+
+def _add_layer_options(parser: argparse.ArgumentParser) -> None:
+    """The "channel layer mode" group: --force-sync, --ws-protocol."""
+    layer = parser.add_argument_group(
+        "channel layer mode",
+        "When the target is an ASGI v1 channel layer, daphne sends every "
+        "request and WebSocket event to it for workers to answer.",
+    )
+    layer.add_argument(
+        "--force-sync",
+        action="store_true",
+        help="poll the layer for replies even if it offers a Twisted receive",
+    )
+    layer.add_argument(
+        "--ws-protocol",
+        dest="ws_protocols",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="PROTOCOL",
+        help="WebSocket subprotocols to agree to: the first one the client "
+        "offers that is listed (put this after the target, or it takes the "
+        "target for a protocol)",
+    )
+
+
+def _add_proxy_options(parser: argparse.ArgumentParser) -> None:
+    """The "behind a proxy" group: the --proxy-headers options."""
+    proxy = parser.add_argument_group("behind a proxy")
+    proxy.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        help="take the client address, port and scheme from X-Forwarded-For, "
+        "X-Forwarded-Port and X-Forwarded-Proto",
+    )
+    proxy.add_argument(
+        "--proxy-headers-host",
+        metavar="HEADER",
+        help="header to take the client address from instead of "
+        "X-Forwarded-For (needs --proxy-headers)",
+    )
+    proxy.add_argument(
+        "--proxy-headers-port",
+        metavar="HEADER",
+        help="header to take the client port from instead of "
+        "X-Forwarded-Port (needs --proxy-headers)",
+    )
+
+
+def _add_logging_options(parser: argparse.ArgumentParser, defaults: Config) -> None:
+    """The "logging" group: -v, --access-log, --log-fmt."""
+    log = parser.add_argument_group("logging")
+    log.add_argument(
+        "-v",
+        "--verbosity",
+        type=int,
+        choices=(0, 1, 2),
+        default=defaults.verbosity,
+        help="0: warnings only, 1: information, 2: debugging (default: %(default)s)",
+    )
+    log.add_argument(
+        "--access-log",
+        metavar="PATH",
+        help="append one line per request to this file, '-' for stdout "
+        "(default: stdout at verbosity 1 and above)",
+    )
+    log.add_argument(
+        "--log-fmt",
+        default=DEFAULT_LOG_FORMAT,
+        metavar="FORMAT",
+        help="logging format string (default: %(default)r)",
+    )
