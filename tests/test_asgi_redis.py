@@ -30,9 +30,9 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.sync.client import connect
 
 from daphne.layers.conformance import ChannelLayerConformance
+from tests.clients import ws_connect
 from tests.conftest import ROOT, run_daphne
 
 layers = pytest.importorskip(
@@ -229,14 +229,6 @@ def test_encrypted_messages_round_trip(redis_port):
 # daphne, workers in another process, and Redis between them
 # --------------------------------------------------------------------------
 
-WS_CLIENT = {
-    "proxy": None,
-    "compression": None,
-    "ping_interval": None,
-    "open_timeout": 5,
-    "close_timeout": 2,
-}
-
 
 @pytest.fixture(scope="module")
 def workers(redis_port: int) -> Any:
@@ -297,7 +289,7 @@ def test_concurrent_requests(daphne, workers):
 
 
 def test_websocket_echo(daphne):
-    with connect(f"ws://127.0.0.1:{daphne.port}/echo", **WS_CLIENT) as ws:
+    with ws_connect(daphne, "/echo") as ws:
         for n in range(5):
             ws.send(f"message {n}")
             assert ws.recv(timeout=5) == f"message {n}"

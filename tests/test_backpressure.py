@@ -7,13 +7,13 @@ if it did not, the whole body would pile up in the server's memory.
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.apps import MiB
+from tests.clients import Raw
 from tests.conftest import run_daphne
 
 pytestmark = pytest.mark.timeout(60)
@@ -44,25 +44,11 @@ class BodyChecker:
         self.received += len(data)
 
 
-def read_head(sock: socket.socket) -> tuple[bytes, bytes]:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(64 * 1024)
-        assert chunk, f"connection closed during the head: {data!r}"
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    return head, rest
-
-
 def fetch_fast(port: int, mib: int) -> None:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(b"GET /big?mb=%d HTTP/1.1\r\nHost: x\r\n\r\n" % mib)
-        _, rest = read_head(sock)
-        received = len(rest)
-        while received < mib * MiB:
-            chunk = sock.recv(MiB)
-            assert chunk
-            received += len(chunk)
+    with Raw(port, timeout=10) as conn:
+        conn.send(b"GET /big?mb=%d HTTP/1.1\r\nHost: x\r\n\r\n" % mib)
+        response = conn.read_response()
+        assert (response.status, len(response.body)) == (200, mib * MiB)
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
@@ -74,17 +60,15 @@ def test_slow_reader_keeps_server_memory_bounded():
         time.sleep(0.2)
         baseline = rss_bytes(pid)
 
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
-        sock.settimeout(10)
-        sock.connect(("127.0.0.1", server.port))
-        with sock:
-            sock.sendall(b"GET /big?mb=%d HTTP/1.1\r\nHost: x\r\n\r\n" % BODY_MIB)
-            head, rest = read_head(sock)
+        with Raw(server.port, timeout=10, rcvbuf=16 * 1024) as conn:
+            conn.send(b"GET /big?mb=%d HTTP/1.1\r\nHost: x\r\n\r\n" % BODY_MIB)
+            head = conn.read_until(b"\r\n\r\n")
+            assert head is not None, f"connection closed during the head: {conn.buf!r}"
             assert head.startswith(b"HTTP/1.1 200 "), head
             assert b"\r\ncontent-length: %d" % (BODY_MIB * MiB) in head.lower()
             body = BodyChecker()
-            body.feed(rest)
+            body.feed(conn.buf)
+            sock = conn.sock
 
             # Slow phase: 64 KiB every 20 ms for 3 s, sampling the server's RSS.
             peak = baseline

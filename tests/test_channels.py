@@ -28,6 +28,8 @@ from websockets.exceptions import (  # noqa: E402
 )
 from websockets.sync.client import connect  # noqa: E402
 
+from .clients import ws_url  # noqa: E402
+
 CHANNELS_APP = "tests.django_project.channels_asgi:application"
 SETTINGS = {"DJANGO_SETTINGS_MODULE": "tests.django_project.settings"}
 LOG_DATE = r"\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d\]"
@@ -43,7 +45,7 @@ def open_ws(server, path: str, **kwargs):
     """A websockets client connection to ``path`` on ``server``."""
     kwargs.setdefault("open_timeout", 10)
     kwargs.setdefault("close_timeout", 8)
-    return connect(f"ws://127.0.0.1:{server.port}{path}", proxy=None, **kwargs)
+    return connect(ws_url(server, path), proxy=None, **kwargs)
 
 
 def refused_status(server, path: str, **kwargs) -> int:

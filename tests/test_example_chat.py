@@ -15,6 +15,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from tests.clients import ws_url
 from tests.conftest import run_daphne
 
 pytestmark = pytest.mark.timeout(30)
@@ -37,7 +38,7 @@ def new_room() -> str:
 @contextmanager
 def join(server, room: str):
     """A connected client in ``room``, past its own join announcement."""
-    with connect(f"ws://127.0.0.1:{server.port}/chat/{room}", **CLIENT) as ws:
+    with connect(ws_url(server, f"/chat/{room}"), **CLIENT) as ws:
         assert receive(ws)["event"] == "join"
         yield ws
 
@@ -133,7 +134,7 @@ def test_leaving_is_announced(chat):
 )
 def test_invalid_room_or_path_is_refused(chat, path):
     with pytest.raises(InvalidStatus) as info:
-        connect(f"ws://127.0.0.1:{chat.port}{path}", **CLIENT)
+        connect(ws_url(chat, path), **CLIENT)
     assert info.value.response.status_code == 403
 
 

@@ -7,14 +7,11 @@ controls exactly what the server sees.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
 from urllib.parse import quote
 
 import httpx
@@ -23,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.apps import SECRET
+from tests.clients import Raw, Response, exchange
 from tests.conftest import run_daphne
 
 pytestmark = pytest.mark.timeout(60)
@@ -33,150 +31,8 @@ HTTP_DATE = re.compile(
 )
 
 # --------------------------------------------------------------------------
-# A raw HTTP/1.1 client
+# Requests (the raw client is tests.clients.Raw)
 # --------------------------------------------------------------------------
-
-
-@dataclass
-class Response:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes = b""
-    #: False when the connection ended before the framed body was complete.
-    complete: bool = True
-    raw: bytes = field(default=b"", repr=False)
-
-    def header(self, name: str) -> str | None:
-        values = self.all(name)
-        return values[0] if values else None
-
-    def all(self, name: str) -> list[str]:
-        return [value for key, value in self.headers if key == name]
-
-    def json(self) -> dict:
-        assert self.complete, self
-        return json.loads(self.body)
-
-
-class Raw:
-    """A plain TCP connection to the server that reads HTTP/1.x responses."""
-
-    def __init__(self, port: int, timeout: float = 5.0, rcvbuf: int | None = None):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf is not None:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(timeout)
-        self.sock.connect(("127.0.0.1", port))
-        self.timeout = timeout
-        self.buf = b""
-        self.eof = False
-
-    @property
-    def local_port(self) -> int:
-        return self.sock.getsockname()[1]
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> Raw:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def _fill(self) -> bool:
-        """Read more into the buffer; False at end of stream."""
-        if self.eof:
-            return False
-        try:
-            data = self.sock.recv(256 * 1024)
-        except (ConnectionResetError, BrokenPipeError):
-            data = b""
-        if not data:
-            self.eof = True
-            return False
-        self.buf += data
-        return True
-
-    def read_until(self, marker: bytes) -> bytes | None:
-        while marker not in self.buf:
-            if not self._fill():
-                return None
-        index = self.buf.index(marker) + len(marker)
-        data, self.buf = self.buf[:index], self.buf[index:]
-        return data
-
-    def read_exact(self, size: int) -> tuple[bytes, bool]:
-        while len(self.buf) < size:
-            if not self._fill():
-                data, self.buf = self.buf, b""
-                return data, False
-        data, self.buf = self.buf[:size], self.buf[size:]
-        return data, True
-
-    def read_until_close(self) -> bytes:
-        while self._fill():
-            pass
-        data, self.buf = self.buf, b""
-        return data
-
-    def read_response(self, method: str = "GET") -> Response:
-        """One response (a 1xx one is returned on its own)."""
-        head = self.read_until(b"\r\n\r\n")
-        if head is None:
-            raise ConnectionError(f"connection closed before a response: {self.buf!r}")
-        status_line, *lines = head[:-4].decode("latin-1").split("\r\n")
-        version, status, *_ = status_line.split(" ", 2)
-        assert version == "HTTP/1.1", status_line
-        headers = []
-        for line in lines:
-            name, _, value = line.partition(":")
-            headers.append((name.lower(), value.strip()))
-        response = Response(int(status), headers, raw=head)
-        if (
-            method == "HEAD"
-            or response.status in (204, 304)
-            or 100 <= response.status < 200
-        ):
-            return response
-        if response.header("transfer-encoding") == "chunked":
-            chunks = []
-            while True:
-                size_line = self.read_until(b"\r\n")
-                if size_line is None:
-                    response.complete = False
-                    break
-                size = int(size_line.split(b";")[0], 16)
-                data, ok = self.read_exact(size + 2)
-                if not ok:
-                    chunks.append(data)
-                    response.complete = False
-                    break
-                assert data.endswith(b"\r\n"), data[-10:]
-                chunks.append(data[:-2])
-                if size == 0:
-                    break
-            response.body = b"".join(chunks)
-        elif response.header("content-length") is not None:
-            response.body, response.complete = self.read_exact(
-                int(response.header("content-length"))
-            )
-        else:
-            response.body = self.read_until_close()
-        return response
-
-    def closed_within(self, seconds: float) -> bool:
-        """Whether the server closes the connection (sending nothing more)."""
-        self.sock.settimeout(seconds)
-        try:
-            return not self._fill()
-        except TimeoutError:
-            return False
-        finally:
-            self.sock.settimeout(self.timeout)
 
 
 def request(
@@ -192,12 +48,6 @@ def request(
         lines.append(f"Host: {host}")
     lines += [f"{name}: {value}" for name, value in headers or []]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-def exchange(port: int, data: bytes, method: str = "GET") -> Response:
-    with Raw(port) as conn:
-        conn.send(data)
-        return conn.read_response(method)
 
 
 def get_scope(port: int, target: str = "/scope", **kw) -> dict:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -21,6 +20,7 @@ from daphne.config import Config
 from daphne.server import Server, ServerError
 
 from .cli_apps import LIFESPAN_LOG, STARTUP_FAILURE
+from .clients import Raw, Reader, Response
 from .conftest import ROOT, run_daphne, run_tls_daphne
 
 APP = "tests.cli_apps:application"
@@ -32,33 +32,19 @@ def get_json(url: str, **kwargs) -> dict:
     return response.json()
 
 
-def raw_request(sock: socket.socket, path: str) -> None:
-    """Send a keep-alive GET (HTTP/1.1 keeps the connection open by default)."""
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+def keep_alive_get(path: str) -> bytes:
+    """A keep-alive GET (HTTP/1.1 keeps the connection open by default)."""
+    return f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
 
 
-def read_all(sock: socket.socket) -> bytes:
-    chunks = []
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def parse_response(data: bytes) -> tuple[int, bytes]:
-    """Status code and body of a complete Content-Length response."""
-    head, sep, body = data.partition(b"\r\n\r\n")
-    assert sep, f"incomplete response head: {data!r}"
-    status = int(head.split(b" ", 2)[1])
-    length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-    assert length, head
-    assert len(body) == int(length.group(1)), "response body was cut"
-    return status, body
+def only_response(data: bytes) -> Response:
+    """The complete Content-Length response that is all of ``data``."""
+    reader = Reader(data)
+    response = reader.read_response()
+    assert response.header("content-length") is not None, response
+    assert response.complete, "response body was cut"
+    assert reader.buf == b"", f"more after the response: {reader.buf!r}"
+    return response
 
 
 def ipv6_loopback_available() -> bool:
@@ -258,9 +244,9 @@ def wait_until_connections_accepted(port: int) -> None:
 def test_in_flight_request_completes_after_signal(sig):
     with run_daphne(app=APP) as server:
         wait_until_connections_accepted(server.port)
-        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        conn = Raw(server.port, timeout=10)
         try:
-            raw_request(sock, "/slow?sleep=2")
+            conn.send(keep_alive_get("/slow?sleep=2"))
             time.sleep(0.5)  # the application is now sleeping
             signalled = time.monotonic()
             server.proc.send_signal(sig)
@@ -269,13 +255,13 @@ def test_in_flight_request_completes_after_signal(sig):
             with pytest.raises(ConnectionRefusedError):
                 socket.create_connection(("127.0.0.1", server.port), timeout=2)
             assert server.proc.poll() is None
-            # read_all returns once daphne closes the keep-alive connection
-            # after the response (it would time out otherwise).
-            status, body = parse_response(read_all(sock))
+            # read_until_close returns once daphne closes the keep-alive
+            # connection after the response (it would time out otherwise).
+            response = only_response(conn.read_until_close())
         finally:
-            sock.close()
-        assert status == 200
-        assert json.loads(body)["path"] == "/slow"
+            conn.close()
+        assert response.status == 200
+        assert json.loads(response.body)["path"] == "/slow"
         assert server.wait(10) == 0
         assert time.monotonic() - signalled < 5
 
@@ -284,16 +270,16 @@ def test_in_flight_request_completes_after_signal(sig):
 def test_shutdown_timeout_cuts_a_long_request(sig):
     with run_daphne("--shutdown-timeout", "1", app=APP) as server:
         wait_until_connections_accepted(server.port)
-        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        conn = Raw(server.port, timeout=10)
         try:
-            raw_request(sock, "/very-slow?sleep=30")
+            conn.send(keep_alive_get("/very-slow?sleep=30"))
             time.sleep(0.3)
             signalled = time.monotonic()
             server.proc.send_signal(sig)
-            data = read_all(sock)
+            data = conn.read_until_close()
             cut_after = time.monotonic() - signalled
         finally:
-            sock.close()
+            conn.close()
         assert b"/very-slow" not in data
         assert 0.5 < cut_after < 3
         assert server.wait(5) == 0
@@ -308,9 +294,9 @@ def test_instances_still_running_after_the_shutdown_grace_are_cancelled(tmp_path
     running = run_daphne("--shutdown-timeout", "1", app="tests.apps:application")
     with (
         running as server,
-        socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock,
+        Raw(server.port, timeout=10) as conn,
     ):
-        raw_request(sock, target)
+        conn.send(keep_alive_get(target))
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             if record.exists() and record.read_text() == "started":
@@ -488,19 +474,6 @@ def test_tls_with_alpn_from_curl_is_served(tls_server):
     assert payload["scheme"] == "https"
 
 
-def read_response(sock) -> bytes:
-    """Read one Content-Length response, without waiting for the close."""
-    data = b""
-    while True:
-        head, sep, body = data.partition(b"\r\n\r\n")
-        length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-        if sep and length and len(body) >= int(length.group(1)):
-            return data
-        chunk = sock.recv(65536)
-        assert chunk, f"connection closed mid-response: {data!r}"
-        data += chunk
-
-
 def test_tls_alpn_h2_and_http11_offer_negotiates_http11(tls_server):
     import ssl
 
@@ -511,12 +484,13 @@ def test_tls_alpn_h2_and_http11_offer_negotiates_http11(tls_server):
     raw = socket.create_connection(("127.0.0.1", tls_server.port), timeout=10)
     with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
         assert sock.selected_alpn_protocol() == "http/1.1"
-        sock.sendall(
-            b"GET /alpn HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-        )
-        status, body = parse_response(read_response(sock))
-    assert status == 200
-    payload = json.loads(body)
+        conn = Raw(tls_server.port, timeout=10, sock=sock)
+        conn.send(b"GET /alpn HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        response = conn.read_response()
+    assert response.status == 200
+    assert response.header("content-length") is not None, response
+    assert response.complete, "response body was cut"
+    payload = json.loads(response.body)
     assert payload["path"] == "/alpn"
     assert payload["scheme"] == "https"
 
@@ -535,9 +509,9 @@ def test_lifespan_shutdown_never_answered_is_bounded_by_shutdown_timeout():
 def test_second_sigterm_during_graceful_shutdown_exits_at_once():
     with run_daphne(app=APP) as server:
         wait_until_connections_accepted(server.port)
-        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        conn = Raw(server.port, timeout=10)
         try:
-            raw_request(sock, "/very-slow?sleep=30")
+            conn.send(keep_alive_get("/very-slow?sleep=30"))
             time.sleep(0.3)  # the application is now sleeping
             server.proc.send_signal(signal.SIGTERM)
             time.sleep(0.5)
@@ -547,7 +521,7 @@ def test_second_sigterm_during_graceful_shutdown_exits_at_once():
             code = server.wait(10)
             elapsed = time.monotonic() - signalled
         finally:
-            sock.close()
+            conn.close()
     assert code != 0
     assert elapsed < 2
     stderr = "\n".join(server.stderr)

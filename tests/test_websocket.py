@@ -11,7 +11,6 @@ socket. The applications print what they received on stdout (``EVENT`` and
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 import os
@@ -29,39 +28,34 @@ from websockets.asyncio.client import connect as async_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from tests.clients import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    WS_OPTIONS,
+    Raw,
+    RawWebSocket,
+    accept_value,
+    close_code,
+    closed_with,
+    open_raw,
+    refused,
+    ws_connect,
+    ws_url,
+)
 from tests.conftest import run_daphne, run_tls_daphne
 
 pytestmark = pytest.mark.timeout(60)
 
 APP = "tests.ws_apps:application"
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MiB = 1024 * 1024
-
-#: Client options shared by every ``websockets`` connection: no proxy from the
-#: environment, no compression (so sizes on the wire are the sizes sent), no
-#: client-side pings (the server's pings are still answered).
-CLIENT = {
-    "proxy": None,
-    "compression": None,
-    "ping_interval": None,
-    "open_timeout": 5,
-    "close_timeout": 2,
-}
-
-OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
-
 
 # --------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------
-
-
-def ws_url(server, path: str) -> str:
-    return f"ws://127.0.0.1:{server.port}{path}"
-
-
-def ws_connect(server, path: str, **options):
-    return connect(ws_url(server, path), **{**CLIENT, **options})
 
 
 def unique(prefix: str) -> str:
@@ -84,153 +78,8 @@ def wait_report(server, kind: str, ident: str, timeout: float = 5) -> dict:
     return reports(server, kind, ident)[0]
 
 
-def closed_with(connection, timeout: float = 5) -> ConnectionClosed:
-    """Read until the connection closes; the ``ConnectionClosed`` raised."""
-    deadline = time.monotonic() + timeout
-    with pytest.raises(ConnectionClosed) as info:
-        while True:
-            connection.recv(timeout=max(0.01, deadline - time.monotonic()))
-    return info.value
-
-
 def http_get(server, path: str = "/") -> httpx.Response:
     return httpx.get(f"http://127.0.0.1:{server.port}{path}", timeout=5)
-
-
-def accept_value(key: bytes) -> str:
-    return base64.b64encode(hashlib.sha1(key + GUID).digest()).decode()
-
-
-class RawWebSocket:
-    """A WebSocket client on a plain socket: every byte is under test control."""
-
-    def __init__(self, port: int, timeout: float = 5.0, sock=None) -> None:
-        if sock is None:
-            sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.sock = sock
-        self.buf = b""
-        self.key = base64.b64encode(os.urandom(16))
-
-    @property
-    def local_port(self) -> int:
-        return self.sock.getsockname()[1]
-
-    def request(self, path: str, extra: bytes = b"") -> bytes:
-        return (
-            b"GET " + path.encode("latin-1") + b" HTTP/1.1\r\n"
-            b"Host: 127.0.0.1\r\n"
-            b"Upgrade: websocket\r\n"
-            b"Connection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: " + self.key + b"\r\n"
-            b"Sec-WebSocket-Version: 13\r\n" + extra + b"\r\n"
-        )
-
-    def handshake(self, path: str, extra: bytes = b"") -> tuple[int, dict, bytes]:
-        """Send an upgrade request; return the status, headers and body."""
-        self.sock.sendall(self.request(path, extra))
-        return self.read_response()
-
-    def _fill(self) -> bool:
-        chunk = self.sock.recv(65536)
-        self.buf += chunk
-        return bool(chunk)
-
-    def read_response(self) -> tuple[int, dict[str, list[str]], bytes]:
-        while b"\r\n\r\n" not in self.buf:
-            if not self._fill():
-                raise AssertionError(
-                    f"connection closed before a response: {self.buf!r}"
-                )
-        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        status = int(status_line.split(" ")[1])
-        headers: dict[str, list[str]] = {}
-        for line in lines:
-            name, _, value = line.partition(":")
-            headers.setdefault(name.strip().lower(), []).append(value.strip())
-        if status == 101:
-            return status, headers, b""
-        body = b""
-        if "content-length" in headers:
-            length = int(headers["content-length"][0])
-            while len(self.buf) < length:
-                if not self._fill():
-                    break
-            body, self.buf = self.buf[:length], self.buf[length:]
-        elif "chunked" in headers.get("transfer-encoding", [""])[0].lower():
-            while True:
-                while b"\r\n" not in self.buf:
-                    assert self._fill(), "connection closed in a chunked body"
-                size_line, _, self.buf = self.buf.partition(b"\r\n")
-                size = int(size_line.split(b";")[0], 16)
-                while len(self.buf) < size + 2:
-                    assert self._fill(), "connection closed in a chunked body"
-                body += self.buf[:size]
-                self.buf = self.buf[size + 2 :]
-                if size == 0:
-                    break
-        return status, headers, body
-
-    def read_to_end(self) -> bytes:
-        """Everything until EOF (or a reset)."""
-        try:
-            while self._fill():
-                pass
-        except (ConnectionResetError, TimeoutError):
-            pass
-        return self.buf
-
-    def send_frame(self, opcode: int, payload: bytes = b"", fin: bool = True) -> None:
-        first = (0x80 if fin else 0) | opcode
-        mask = os.urandom(4)
-        length = len(payload)
-        if length < 126:
-            header = struct.pack("!BB", first, 0x80 | length)
-        elif length < 65536:
-            header = struct.pack("!BBH", first, 0x80 | 126, length)
-        else:
-            header = struct.pack("!BBQ", first, 0x80 | 127, length)
-        masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
-        self.sock.sendall(header + mask + masked)
-
-    def _take(self, count: int) -> bytes:
-        while len(self.buf) < count:
-            if not self._fill():
-                raise EOFError("connection closed")
-        data, self.buf = self.buf[:count], self.buf[count:]
-        return data
-
-    def read_frame(self) -> tuple[bool, int, bytes]:
-        """One frame from the server: (fin, opcode, payload). EOFError at EOF."""
-        first, second = self._take(2)
-        assert not second & 0x80, "frames from a server must not be masked"
-        length = second & 0x7F
-        if length == 126:
-            (length,) = struct.unpack("!H", self._take(2))
-        elif length == 127:
-            (length,) = struct.unpack("!Q", self._take(8))
-        return bool(first & 0x80), first & 0x0F, self._take(length)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def open_raw(server, path: str, timeout: float = 5.0) -> RawWebSocket:
-    """A raw client whose handshake completed (101 with the right accept)."""
-    raw = RawWebSocket(server.port, timeout)
-    status, headers, _ = raw.handshake(path)
-    assert status == 101, (status, headers)
-    assert headers["sec-websocket-accept"] == [accept_value(raw.key)]
-    return raw
-
-
-def refused(server, path: str, extra: bytes = b"") -> tuple[int, dict, bytes]:
-    """Handshake on a raw socket; the (non-101) response."""
-    raw = RawWebSocket(server.port)
-    try:
-        return raw.handshake(path, extra)
-    finally:
-        raw.close()
 
 
 def raise_fd_limit(needed: int) -> None:
@@ -421,7 +270,7 @@ def test_scope_scheme_wss_over_tls(tls_files):
         context,
     ):
         url = f"wss://127.0.0.1:{server.port}/scope"
-        with connect(url, ssl=context, **CLIENT) as ws:
+        with connect(url, ssl=context, **WS_OPTIONS) as ws:
             scope = json.loads(ws.recv(timeout=5))["scope"]
             ws.send("secure")
     assert scope["scheme"] == "wss"
@@ -437,16 +286,16 @@ def test_handshake_waits_for_the_application(ws_server):
     ident = unique("hold")
     raw = RawWebSocket(ws_server.port)
     try:
-        raw.sock.sendall(raw.request(f"/hold?id={ident}"))
+        raw.send(raw.request(f"/hold?id={ident}"))
         raw.sock.settimeout(0.5)
         with pytest.raises(TimeoutError):
             raw.sock.recv(1)  # nothing until the application accepts
         raw.sock.settimeout(5)
         assert http_get(ws_server, f"/release?id={ident}").text == "released"
-        status, headers, _ = raw.read_response()
-        assert status == 101
-        assert headers["sec-websocket-accept"] == [accept_value(raw.key)]
-        assert headers["upgrade"][0].lower() == "websocket"
+        response = raw.read_response()
+        assert response.status == 101
+        assert response.all("sec-websocket-accept") == [accept_value(raw.key)]
+        assert response.header("upgrade").lower() == "websocket"
         raw.send_frame(OP_TEXT, b"after the wait")
         assert raw.read_frame() == (True, OP_TEXT, b"after the wait")
     finally:
@@ -470,10 +319,10 @@ def test_accept_without_subprotocols_offered(ws_server):
 
 
 def test_close_before_accept_is_403(ws_server):
-    status, headers, _ = refused(ws_server, "/reject")
-    assert status == 403
-    assert "sec-websocket-accept" not in headers
-    assert "upgrade" not in headers
+    response = refused(ws_server, "/reject")
+    assert response.status == 403
+    assert response.header("sec-websocket-accept") is None
+    assert response.header("upgrade") is None
 
 
 def test_close_before_accept_via_websockets_client(ws_server):
@@ -483,18 +332,18 @@ def test_close_before_accept_via_websockets_client(ws_server):
 
 
 def test_denial_response(ws_server):
-    status, headers, body = refused(ws_server, "/deny")
-    assert status == 401
-    assert headers["x-why"] == ["nope"]
-    assert headers["content-type"] == ["text/plain"]
-    assert body == b"go away"
-    assert "sec-websocket-accept" not in headers
+    response = refused(ws_server, "/deny")
+    assert response.status == 401
+    assert response.all("x-why") == ["nope"]
+    assert response.all("content-type") == ["text/plain"]
+    assert response.body == b"go away"
+    assert response.header("sec-websocket-accept") is None
 
 
 def test_exception_before_accept_is_500(ws_server):
-    status, headers, _ = refused(ws_server, "/raise-before")
-    assert status == 500
-    assert "sec-websocket-accept" not in headers
+    response = refused(ws_server, "/raise-before")
+    assert response.status == 500
+    assert response.header("sec-websocket-accept") is None
 
 
 def test_exception_after_accept_closes_1011(ws_server):
@@ -533,8 +382,8 @@ def test_raw_client_fragmented_and_control_frames(ws_server):
         raw.send_frame(OP_CLOSE, struct.pack("!H", 1000) + b"done")
         fin, opcode, payload = raw.read_frame()
         assert (fin, opcode) == (True, OP_CLOSE)
-        assert struct.unpack("!H", payload[:2]) == (1000,)
-        assert raw.read_to_end() == b""
+        assert close_code(payload) == 1000
+        assert raw.read_until_close() == b""
     finally:
         raw.close()
 
@@ -548,7 +397,7 @@ def test_invalid_utf8_text_is_closed_with_1007(ws_server):
     finally:
         raw.close()
     assert (fin, opcode) == (True, OP_CLOSE)
-    assert struct.unpack("!H", payload[:2]) == (1007,)
+    assert close_code(payload) == 1007
     event = wait_report(ws_server, "EVENT", ident)
     assert event["message"]["type"] == "websocket.disconnect"
 
@@ -704,12 +553,12 @@ def test_connect_timeout_refuses_with_403(ws_server):
     raw = RawWebSocket(ws_server.port)
     try:
         start = time.monotonic()
-        status, headers, _ = raw.handshake(f"/never?id={ident}")
+        response = raw.handshake(f"/never?id={ident}")
         elapsed = time.monotonic() - start
     finally:
         raw.close()
-    assert status == 403
-    assert "sec-websocket-accept" not in headers
+    assert response.status == 403
+    assert response.header("sec-websocket-accept") is None
     assert 0.8 <= elapsed <= 3, elapsed
 
 
@@ -847,8 +696,8 @@ def test_busy_connection_is_not_pinged_off(ping_server):
 def test_forbidden_byte_in_header_value_is_400(ws_server, byte):
     raw = RawWebSocket(ws_server.port)
     try:
-        raw.sock.sendall(raw.request("/echo", b"X-Bad: a" + byte + b"b\r\n"))
-        data = raw.read_to_end()
+        raw.send(raw.request("/echo", b"X-Bad: a" + byte + b"b\r\n"))
+        data = raw.read_until_close()
     finally:
         raw.close()
     assert data.startswith(b"HTTP/1.1 400 "), data[:200]
@@ -947,7 +796,7 @@ def test_client_leaving_while_reading_is_paused_loses_nothing(ws_server, ending)
             raw.send_frame(OP_CLOSE, struct.pack("!H", 4000) + b"done")
         if "FIN" in ending:
             raw.sock.shutdown(socket.SHUT_WR)
-        rest = raw.read_to_end()
+        rest = raw.read_until_close()
     finally:
         raw.close()
     event = wait_report(ws_server, "EVENT", ident, timeout=10)
@@ -976,14 +825,10 @@ def test_sending_pauses_while_the_client_does_not_read(ws_server):
     ident = unique("flood")
     count = 1024
     rss_before = rss_bytes(ws_server.proc.pid)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-    sock.settimeout(5)
-    sock.connect(("127.0.0.1", ws_server.port))
-    raw = RawWebSocket(ws_server.port, sock=sock)
+    raw = RawWebSocket(ws_server.port, timeout=5, rcvbuf=64 * 1024)
     try:
-        status, _, _ = raw.handshake(f"/flood?id={ident}&n={count}&size=65536")
-        assert status == 101
+        response = raw.handshake(f"/flood?id={ident}&n={count}&size=65536")
+        assert response.status == 101
         time.sleep(0.5)
         first = int(http_get(ws_server, f"/progress?id={ident}").text)
         time.sleep(0.5)
@@ -1003,8 +848,8 @@ def test_sending_pauses_while_the_client_does_not_read(ws_server):
 def test_client_vanishing_releases_a_blocked_send(ws_server):
     ident = unique("floodgone")
     raw = RawWebSocket(ws_server.port)
-    status, _, _ = raw.handshake(f"/flood?id={ident}&n=1024&size=65536")
-    assert status == 101
+    response = raw.handshake(f"/flood?id={ident}&n=1024&size=65536")
+    assert response.status == 101
     time.sleep(0.3)
     raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     raw.close()
@@ -1052,7 +897,7 @@ def test_access_log_reject(ws_server, path, status):
     raw = RawWebSocket(ws_server.port)
     port = raw.local_port
     try:
-        assert raw.handshake(path)[0] == status
+        assert raw.handshake(path).status == status
     finally:
         raw.close()
     deadline = time.monotonic() + 5
@@ -1101,7 +946,7 @@ def test_thousand_concurrent_connections():
 
             async def open_one():
                 async with opening:
-                    return await async_connect(url, **CLIENT)
+                    return await async_connect(url, **WS_OPTIONS)
 
             connections = await asyncio.gather(*(open_one() for _ in range(total)))
             try:
@@ -1151,37 +996,25 @@ def test_http_before_and_after_websocket(ws_server):
 
 
 def test_upgrade_h2c_is_answered_as_plain_http(ws_server):
-    sock = socket.create_connection(("127.0.0.1", ws_server.port), timeout=5)
-    try:
-        sock.sendall(
+    with Raw(ws_server.port) as conn:
+        conn.send(
             b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
             b"HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
         )
-        data = b""
-        while b"http ok" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        sock.close()
-    assert data.startswith(b"HTTP/1.1 200 "), data
-    assert data.endswith(b"\r\n\r\nhttp ok")
-    assert b"101" not in data.split(b"\r\n", 1)[0]
+        response = conn.read_response()
+    assert response.raw.startswith(b"HTTP/1.1 200 "), response
+    assert (response.body, response.complete) == (b"http ok", True)
 
 
 def test_websocket_handshake_without_key_is_not_upgraded(ws_server):
-    sock = socket.create_connection(("127.0.0.1", ws_server.port), timeout=5)
-    try:
-        sock.sendall(
+    with Raw(ws_server.port) as conn:
+        conn.send(
             b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
             b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n"
         )
-        data = sock.recv(65536)
-    finally:
-        sock.close()
-    assert data.startswith(b"HTTP/1.1 400 "), data
+        response = conn.read_response()
+    assert response.raw.startswith(b"HTTP/1.1 400 "), response
 
 
 def test_bundled_example_echoes_on_the_same_port_as_http():
