@@ -26,6 +26,7 @@ from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from websockets.sync.client import connect as ws_connect
 
+from daphne.protocols import direct
 from daphne.protocols.http1 import HTTP11Connection
 from tests import apps
 from tests.conftest import run_daphne, run_tls_daphne
@@ -172,6 +173,25 @@ def test_protocol_on_a_tcp_server_takes_the_direct_path(wire):
     wire.client.settimeout(2)
     response = parse_responses(wire.client.recv(65536))[0]
     assert response.body == b"hello"
+
+
+def test_twisted_tcp_connections_still_have_what_the_shortcut_reads(wire):
+    """daphne.protocols.direct reads private attributes of Twisted's TCP
+    connection; a Twisted upgrade that renames one must fail here (at run
+    time the shortcut would quietly turn itself off)."""
+    missing = [name for name in direct.REQUIRED if not hasattr(wire.transport, name)]
+    assert missing == [], f"Twisted's tcp.Connection lost {missing}"
+    assert direct.direct_transport(wire.transport) is wire.transport
+    assert direct.send(wire.transport, b"ping") == b""  # all of it went out
+    wire.client.settimeout(2)
+    assert wire.client.recv(100) == b"ping"
+
+
+def test_shortcut_turns_itself_off_without_the_attributes_it_reads(wire, monkeypatch):
+    """Should Twisted rename an attribute, the connection writes through
+    ``transport.write`` as usual instead of failing."""
+    monkeypatch.setattr(direct, "REQUIRED", (*direct.REQUIRED, "_renamedByTwisted"))
+    assert direct.direct_transport(wire.transport) is None
 
 
 def test_unix_server_is_a_tcp_connection_and_writes_the_same_way():

@@ -31,7 +31,8 @@ from daphne.hosts import ASGIProtocolError
 from daphne.http.exchange import HTTPExchange
 from daphne.protocols import HTTPFactory, http1_reader
 from daphne.protocols import direct as direct_send
-from daphne.protocols.http1 import LAST_CHUNK, HTTP11Connection
+from daphne.protocols.http1 import HTTP11Connection
+from daphne.protocols.http1_writer import LAST_CHUNK
 
 START = "http.response.start"
 BODY = "http.response.body"

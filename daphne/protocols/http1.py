@@ -1,11 +1,11 @@
 """HTTP/1.1 connections: llhttp (through httptools) on a Twisted transport.
 
-One :class:`HTTP11Connection` per connection. Its :class:`RequestReader` feeds
-the parser and turns each request head into an
-:class:`~daphne.http.exchange.HTTPExchange`; the connection answers the
-exchanges one at a time (pipelined ones wait their turn), frames their
-responses (lengths, chunks, keep-alive) as their
-:class:`~daphne.http.exchange.Writer`, and enforces the slow-client limits.
+One :class:`HTTP11Connection` per connection. Its
+:class:`~.http1_reader.RequestReader` feeds the parser and turns each request
+head into an :class:`~daphne.http.exchange.HTTPExchange`; its
+:class:`~.http1_writer.ResponseWriter` frames the responses. The connection
+itself answers the exchanges one at a time (pipelined ones wait their turn),
+keeps the timers, and runs flow control both ways.
 
 A request with ``Upgrade: websocket`` is parsed here too; once its head is
 complete the connection hands itself over to a
@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
-from http import HTTPStatus
 from typing import Any
 
 from twisted.internet import protocol
@@ -28,21 +27,14 @@ from zope.interface import implementer
 
 from ..http.errors import HTTPError, RequestTimeout
 from ..http.exchange import HTTPExchange, ResponseState
-from ..http.pages import error_page, http_date
 from ..http.scope import format_address
 from ..websocket.handshake import HandshakeError, check_request
 from ..websocket.session import WebSocketSession
 from . import direct
 from .http1_reader import RequestReader
+from .http1_writer import ResponseWriter
 
 logger = logging.getLogger(__name__)
-
-STATUS_LINES = {
-    status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode())
-    for status in HTTPStatus
-}
-
-LAST_CHUNK = b"0\r\n\r\n"
 
 
 class Deadline(enum.Enum):
@@ -79,6 +71,7 @@ class HTTP11Connection(protocol.Protocol):
         self.reactor = factory.reactor
         self.host = factory.host
         self.reader = RequestReader(self)
+        self.writer = ResponseWriter(self)
         #: The exchange whose response is being produced.
         self.request: HTTPExchange | None = None
         #: Exchanges parsed ahead of ``request`` (a short list: at most
@@ -357,7 +350,9 @@ class HTTP11Connection(protocol.Protocol):
             return
         self.closing = True
         logger.info("Refused request from %s: %s", self.client, error)
-        self.write_error(None, error.status, str(error), getattr(error, "headers", ()))
+        self.writer.write_error(
+            None, error.status, str(error), getattr(error, "headers", ())
+        )
 
     # -- WebSocket hand-over (this connection is the session's carrier) -------
 
@@ -382,7 +377,7 @@ class HTTP11Connection(protocol.Protocol):
 
     def refusal(self, scope: dict) -> HTTPExchange:
         """An HTTP exchange that answers a refused WebSocket handshake."""
-        request = HTTPExchange(self, {**scope, "method": "GET"}, False, False)
+        request = HTTPExchange(self.writer, {**scope, "method": "GET"}, False, False)
         request.body_complete = True
         self.request = request
         return request
@@ -393,7 +388,7 @@ class HTTP11Connection(protocol.Protocol):
         """Answer a WebSocket handshake with an error page and close."""
         request = self.refusal(scope)
         request.state = ResponseState.FAILED
-        self.write_error(request, status, detail, headers)
+        self.writer.write_error(request, status, detail, headers)
         return request
 
     def log_event(self, protocol: str, action: str, details: dict) -> None:
@@ -437,110 +432,6 @@ class HTTP11Connection(protocol.Protocol):
                 return
         self.transport.write(data)
 
-    def common_headers(
-        self, head: list, has_date: bool, has_server: bool, keep_alive: bool
-    ) -> None:
-        """Headers every response gets unless the application set them."""
-        if not has_date:
-            head.append(b"date: %s\r\n" % http_date())
-        server = self.factory.server_header
-        if server is not None and not has_server:
-            head.append(server)
-        if not keep_alive:
-            head.append(b"connection: close\r\n")
-
-    def send_informational(self, request: HTTPExchange, status: int) -> None:
-        if request is self.request and not self.disconnected:
-            self.send(STATUS_LINES[status] + b"\r\n")
-            self.arm_body_deadline()
-
-    def send_head(self, request: HTTPExchange, body: bytes, more: bool) -> None:
-        """Write the response head, framed from the first body event."""
-        if request is not self.request or self.disconnected:
-            return
-        status = request.status
-        head = [STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status]
-        keep_alive = request.keep_alive and not (
-            self.closing or self.draining or request.app_close
-        )
-        head.extend([b"%s: %s\r\n" % pair for pair in request.headers])
-        http11 = request.scope["http_version"] == "1.1"
-        if request.length is None and not request.no_body:
-            if not more:
-                # One-part response: frame it with a length, not chunks.
-                request.length = len(body)
-                head.append(b"content-length: %d\r\n" % len(body))
-            elif http11:
-                head.append(b"transfer-encoding: chunked\r\n")
-            else:
-                keep_alive = False  # close-delimited (RFC 9112 section 6.3)
-        if not request.body_complete:
-            # Answering before the whole body arrived: the rest is not read,
-            # so the connection cannot be reused; say so (RFC 9110 9.6).
-            keep_alive = False
-        request.keep_alive = keep_alive
-        request.expect_continue = False
-        self.common_headers(head, request.app_date, request.app_server, keep_alive)
-        if keep_alive and not http11:
-            head.append(b"connection: keep-alive\r\n")
-        head.append(b"\r\n")
-        if body:
-            head.append(self.frame(request, body, more))
-        elif not more and self.chunked(request):
-            head.append(LAST_CHUNK)
-        self.send(b"".join(head))
-        if not more:
-            self.response_done(request)
-
-    @staticmethod
-    def chunked(request: HTTPExchange) -> bool:
-        return (
-            request.length is None
-            and not request.no_body
-            and request.scope["http_version"] == "1.1"
-        )
-
-    def frame(self, request: HTTPExchange, body: bytes, more: bool) -> bytes:
-        if self.chunked(request):
-            chunk = b"%x\r\n%s\r\n" % (len(body), body)
-            return chunk if more else chunk + LAST_CHUNK
-        return body
-
-    def send_data(self, request: HTTPExchange, body: bytes, more: bool) -> None:
-        if request is not self.request or self.disconnected:
-            return
-        if body:
-            self.send(self.frame(request, body, more))
-        elif not more and self.chunked(request):
-            self.send(LAST_CHUNK)
-        if not more:
-            self.response_done(request)
-
-    def send_error(
-        self, request: HTTPExchange, status: int, detail: str = "", headers: Any = ()
-    ) -> None:
-        self.write_error(request, status, detail, headers)
-
-    def write_error(
-        self, request: HTTPExchange | None, status: int, detail="", headers: Any = ()
-    ) -> None:
-        """Send a complete error response and close the connection."""
-        if request is not None and (request is not self.request or self.disconnected):
-            return
-        content_type, body = error_page(status, detail)
-        head = [STATUS_LINES[status]]
-        head.extend(b"%s: %s\r\n" % header for header in headers)
-        self.common_headers(head, False, False, keep_alive=False)
-        head.append(b"content-type: %s\r\n" % content_type)
-        head.append(b"content-length: %d\r\n\r\n" % len(body))
-        self.send(b"".join(head) + body)
-        if request is not None:
-            request.status = status
-            request.bytes_sent = len(body)
-            self.factory.log_exchange(request)
-        self.closing = True
-        self.finish(request, keep_alive=False)
-
     def reset(self, request: HTTPExchange) -> None:
         """Abandon a response that already started: deliver what was sent
         (the client sees it cut short), then close."""
@@ -548,15 +439,3 @@ class HTTP11Connection(protocol.Protocol):
 
     def application_ended(self, request: HTTPExchange) -> None:
         self.running.discard(request)
-
-    def response_done(self, request: HTTPExchange) -> None:
-        length = request.length
-        if length is not None and request.bytes_sent < length and not request.no_body:
-            logger.error(
-                "Response to %s %s shorter than its Content-Length; closing",
-                request.scope["method"],
-                request.log_target,
-            )
-            request.keep_alive = False
-        self.factory.log_exchange(request)
-        self.finish(request, request.keep_alive)

@@ -157,7 +157,7 @@ class RequestReader:
             # be framed safely.
             raise HTTPError("Unsupported Transfer-Encoding", 501)
         request = HTTPExchange(
-            conn,
+            conn.writer,
             self.scope(head, method, version),
             parser.should_keep_alive(),
             head.expect_continue and version == "1.1",

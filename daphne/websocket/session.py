@@ -59,6 +59,42 @@ MAX_EARLY_DATA = 64 * 1024
 TIMERS = ("connect_call", "lifetime_call", "ping_call", "close_call")
 
 
+def outgoing_message(event: Event) -> tuple[bytes, bool]:
+    """``(payload, binary)`` of a ``websocket.send`` event; ``ValueError``
+    names what is wrong with it."""
+    text = event.get("text")
+    data = event.get("bytes")
+    if text is not None and data is None:
+        if type(text) is not str:
+            raise ValueError(
+                f"websocket.send text must be str, not {type(text).__name__}"
+            )
+        return text.encode("utf-8"), False
+    if data is not None and text is None:
+        if type(data) is not bytes:
+            if not isinstance(data, (bytearray, memoryview)):
+                raise ValueError(
+                    f"websocket.send bytes must be bytes, not {type(data).__name__}"
+                )
+            data = bytes(data)
+        return data, True
+    raise ValueError("websocket.send needs exactly one of 'bytes' and 'text'")
+
+
+def close_arguments(event: Event) -> tuple[int, str]:
+    """``(code, reason)`` of a ``websocket.close`` event; ``ValueError``
+    names what is wrong with it."""
+    code = event.get("code", 1000)
+    reason = event.get("reason") or ""
+    if isinstance(code, bool) or not isinstance(code, int):
+        raise ValueError(f"Invalid WebSocket close code {code!r}")
+    if code not in SENDABLE_CLOSE_CODES and not 3000 <= code <= 4999:
+        raise ValueError(f"WebSocket close code {code} may not be sent")
+    if not isinstance(reason, str):
+        raise ValueError(f"WebSocket close reason must be str, not {type(reason)}")
+    return code, reason
+
+
 class Phase(enum.Enum):
     """Where a WebSocket is, as far as the application is concerned."""
 
@@ -269,9 +305,17 @@ class WebSocketSession:
         phase = self.phase
         if phase is Phase.OPEN:
             if kind == "websocket.send":
-                self.send_message(event)
+                try:
+                    payload, binary = outgoing_message(event)
+                except ValueError as exc:
+                    self.fail(str(exc))
+                self.engine.send_message(payload, binary)
             elif kind == "websocket.close":
-                self.close(*self.close_arguments(event))
+                try:
+                    code, reason = close_arguments(event)
+                except ValueError as exc:
+                    self.fail(str(exc))
+                self.close(code, reason)
             else:
                 self.fail(f"Unexpected ASGI event {kind!r} on an open WebSocket")
         elif phase is Phase.HANDSHAKE:
@@ -334,35 +378,6 @@ class WebSocketSession:
         self.stop_connect_timer()
         self.phase = Phase.REFUSED
         self.refusal = self.conn.refuse(self.scope, status)
-
-    def send_message(self, event: Event) -> None:
-        text = event.get("text")
-        data = event.get("bytes")
-        if text is not None and data is None:
-            if type(text) is not str:
-                self.fail(f"websocket.send text must be str, not {type(text).__name__}")
-            self.engine.send_message(text.encode("utf-8"), False)
-        elif data is not None and text is None:
-            if type(data) is not bytes:
-                if not isinstance(data, (bytearray, memoryview)):
-                    self.fail(
-                        f"websocket.send bytes must be bytes, not {type(data).__name__}"
-                    )
-                data = bytes(data)
-            self.engine.send_message(data, True)
-        else:
-            self.fail("websocket.send needs exactly one of 'bytes' and 'text'")
-
-    def close_arguments(self, event: Event) -> tuple[int, str]:
-        code = event.get("code", 1000)
-        reason = event.get("reason") or ""
-        if isinstance(code, bool) or not isinstance(code, int):
-            self.fail(f"Invalid WebSocket close code {code!r}")
-        if code not in SENDABLE_CLOSE_CODES and not 3000 <= code <= 4999:
-            self.fail(f"WebSocket close code {code} may not be sent")
-        if not isinstance(reason, str):
-            self.fail(f"WebSocket close reason must be str, not {type(reason)}")
-        return code, reason
 
     def close(self, code: int, reason: str = "") -> None:
         """Start the close handshake (the connection is dropped when the
