@@ -1,8 +1,9 @@
 """The seam between protocol objects and the application side.
 
-A protocol object (one HTTP request, later one WebSocket) builds its ASGI scope
-once and asks a :class:`Host` to start an :class:`Instance` for it. From then on
-both sides speak ASGI 3 event dicts:
+A protocol object (an :class:`~daphne.http.exchange.HTTPExchange` per
+request, a :class:`~daphne.websocket.session.WebSocketSession` per WebSocket)
+has its ASGI scope built once and asks a :class:`Host` to start an
+:class:`Instance` for it. From then on both sides speak ASGI 3 event dicts:
 
 * the protocol calls :meth:`Instance.put` for client events and
   :meth:`Instance.disconnected` when the connection is gone;
