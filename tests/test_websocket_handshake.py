@@ -98,7 +98,7 @@ def test_unknown_version_is_answered_with_the_versions_spoken():
     with pytest.raises(HandshakeError) as refused:
         check_request("GET", "1.1", headers(sec_websocket_version=b"7"))
     assert refused.value.status == 400
-    assert refused.value.headers == [(b"Sec-WebSocket-Version", b"13, 8")]
+    assert refused.value.headers == ((b"Sec-WebSocket-Version", b"13, 8"),)
 
 
 @given(st.binary(min_size=16, max_size=16))

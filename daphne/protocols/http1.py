@@ -350,9 +350,7 @@ class HTTP11Connection(protocol.Protocol):
             return
         self.closing = True
         logger.info("Refused request from %s: %s", self.client, error)
-        self.writer.write_error(
-            None, error.status, str(error), getattr(error, "headers", ())
-        )
+        self.writer.write_error(None, error.status, str(error), error.headers)
 
     # -- WebSocket hand-over (this connection is the session's carrier) -------
 

@@ -23,6 +23,14 @@ GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: frames the same way).
 VERSIONS = (b"13", b"8")
 
+#: Fields a handshake may carry once at most.
+SINGLE_FIELDS = (
+    b"sec-websocket-version",
+    b"sec-websocket-key",
+    b"sec-websocket-extensions",
+    b"origin",
+)
+
 #: The WebSocket scheme for the connection's HTTP scheme.
 WEBSOCKET_SCHEMES = {"http": "ws", "https": "wss"}
 
@@ -42,11 +50,7 @@ RESERVED_ACCEPT_HEADERS = frozenset(
 
 class HandshakeError(HTTPError):
     """An upgrade request that is not a valid WebSocket handshake; it is
-    answered as plain HTTP, with ``headers`` added to the error page."""
-
-    def __init__(self, message: str, status: int = 400, headers: Any = ()) -> None:
-        super().__init__(message, status)
-        self.headers = list(headers)
+    answered as plain HTTP, before the application hears of it."""
 
 
 def offered_subprotocols(headers: list[tuple[bytes, bytes]]) -> list[str]:
@@ -100,18 +104,16 @@ def check_request(method: str, http_version: str, headers: Any) -> bytes:
     host = fields.get(b"host")
     if not host:
         raise HandshakeError("WebSocket handshake without a Host header")
-    hostname, colon, port = host[0].rpartition(b":")
+    _, colon, port = host[0].rpartition(b":")
     if colon and not port.endswith(b"]") and not port.isdigit():
         raise HandshakeError("Invalid port in the Host header")
     if b"websocket" not in _tokens(fields.get(b"upgrade", [])):
         raise HandshakeError("Upgrade header without websocket")
     if b"upgrade" not in _tokens(fields.get(b"connection", [])):
         raise HandshakeError("Connection header without upgrade")
-    for name in (b"sec-websocket-version", b"sec-websocket-key", b"origin"):
+    for name in SINGLE_FIELDS:
         if len(fields.get(name, ())) > 1:
             raise HandshakeError(f"More than one {name.decode()} header")
-    if len(fields.get(b"sec-websocket-extensions", ())) > 1:
-        raise HandshakeError("More than one sec-websocket-extensions header")
     version = fields.get(b"sec-websocket-version")
     if not version:
         raise HandshakeError("WebSocket handshake without Sec-WebSocket-Version")
