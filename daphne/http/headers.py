@@ -38,6 +38,10 @@ class RequestHead:
 
     def __init__(self, config: Config, size: int = 0) -> None:
         self.config = config
+        self.reset(size)
+
+    def reset(self, size: int = 0) -> None:
+        """Start on a new request's head."""
         #: ``(lower-case name, value)`` pairs, as the scope carries them.
         self.headers: list[tuple[bytes, bytes]] = []
         #: Bytes of the head so far (the request line counts too).

@@ -54,7 +54,10 @@ def build_scope(
 ) -> dict:
     """The ``http`` scope of a request; raises :class:`HTTPError` for a
     target that cannot be one."""
-    raw_path, query = split_target(target)
+    if target[:1] == b"/" and b"#" not in target:
+        raw_path, _, query = target.partition(b"?")  # origin-form, the usual
+    else:
+        raw_path, query = split_target(target)
     path = raw_path.decode("utf-8", "replace")
     if "%" in path:
         path = unquote(path)

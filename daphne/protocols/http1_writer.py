@@ -30,22 +30,25 @@ LAST_CHUNK = b"0\r\n\r\n"
 class ResponseWriter:
     """Frames the responses of one HTTP/1.1 connection (``conn``)."""
 
-    __slots__ = ("conn", "send", "server_header", "log_exchange")
+    __slots__ = (
+        "conn",
+        "send",
+        "server_header",
+        "log_exchange",
+        "reset",
+        "resume_reading",
+        "application_ended",
+    )
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
         self.send = conn.send
         self.server_header = conn.factory.server_header
         self.log_exchange = conn.factory.log_exchange
-
-    def resume_reading(self, request: HTTPExchange) -> None:
-        self.conn.resume_reading(request)
-
-    def reset(self, request: HTTPExchange) -> None:
-        self.conn.reset(request)
-
-    def application_ended(self, request: HTTPExchange) -> None:
-        self.conn.application_ended(request)
+        # The Writer calls that are the connection's business go straight to it.
+        self.reset = conn.reset
+        self.resume_reading = conn.resume_reading
+        self.application_ended = conn.application_ended
 
     def common_headers(
         self, head: list, has_date: bool, has_server: bool, keep_alive: bool
