@@ -1,0 +1,143 @@
+"""The protocol layer's cost per request, counted, not timed.
+
+Runs N keep-alive GETs (or N WebSocket echo round trips) through daphne's
+HTTP/1.1 connection on an in-memory transport, the application side played
+by a host that answers at once: no sockets, no event loop, no application.
+Under ``valgrind --tool=callgrind`` the instruction count is the same from
+run to run whatever else the machine does, so two commits compare exactly
+(``--ab`` runs the count at two sizes and prints instructions per request):
+
+    python benchmarks/hotpath.py --ab http        # this checkout
+    python benchmarks/hotpath.py --ab ws
+    python benchmarks/hotpath.py http 1000        # one plain run (for py-spy)
+
+It measures daphne's own Python on the hot path only; ``make bench`` measures
+the whole server against its peers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import re
+import subprocess
+import sys
+
+START = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [(b"content-type", b"text/plain")],
+}
+BODY = {"type": "http.response.body", "body": b"Hello, world!\n"}
+REQUEST = (
+    b"GET / HTTP/1.1\r\nHost: example.com\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n"
+)
+
+
+class Instance:
+    def __init__(self, sink) -> None:
+        self.sink = sink
+
+    def put(self, event) -> bool:
+        return True
+
+    def pause_sending(self) -> None:
+        pass
+
+    def resume_sending(self) -> None:
+        pass
+
+    def disconnected(self) -> None:
+        pass
+
+
+class Host:
+    """Starts instances and remembers the newest, which the loop answers."""
+
+    last: Instance
+
+    def start(self, scope, sink) -> Instance:
+        self.last = Instance(sink)
+        return self.last
+
+
+def run(kind: str, count: int) -> None:
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+
+    from daphne.config import Config
+    from daphne.protocols import HTTPFactory
+
+    host = Host()
+    conn = HTTPFactory(Config(), host, Clock()).buildProtocol(None)
+    transport = StringTransport()
+    conn.makeConnection(transport)
+    if kind == "http":
+        for _ in range(count):
+            conn.dataReceived(REQUEST)
+            sink = host.last.sink
+            sink.handle_reply(START)
+            sink.handle_reply(BODY)
+            sink.application_finished(None)
+            transport.clear()
+        return
+    key = base64.b64encode(os.urandom(16))
+    conn.dataReceived(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    sink = host.last.sink
+    sink.handle_reply({"type": "websocket.accept"})
+    mask = b"\x01\x02\x03\x04"
+    payload = b"x" * 32
+    frame = b"\x81\xa0" + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    reply = {"type": "websocket.send", "text": "x" * 32}
+    for _ in range(count):
+        conn.dataReceived(frame)
+        sink.handle_reply(reply)
+        transport.clear()
+
+
+def instructions(kind: str, count: int) -> int:
+    out = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            __file__,
+            kind,
+            str(count),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        # (String hashing is randomised per process; fixed, counts repeat.)
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+    return int(re.search(r"Collected : (\d+)", out.stderr).group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("kind", choices=["http", "ws"])
+    parser.add_argument("count", type=int, nargs="?", default=1000)
+    parser.add_argument(
+        "--ab",
+        action="store_true",
+        help="count instructions under callgrind at COUNT and 5 x COUNT; "
+        "print the cost of one request (start-up cancels out)",
+    )
+    options = parser.parse_args()
+    if not options.ab:
+        run(options.kind, options.count)
+        return
+    small = instructions(options.kind, options.count)
+    large = instructions(options.kind, 5 * options.count)
+    per = (large - small) / (4 * options.count)
+    print(f"{options.kind}: {per:,.0f} instructions per request")
+
+
+if __name__ == "__main__":
+    main()
