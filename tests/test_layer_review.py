@@ -29,7 +29,7 @@ from daphne.hosts.layer import LayerHost, PollingReader, TwistedReader
 from daphne.layers import InMemoryChannelLayer, memory
 from daphne.protocols import HTTPFactory
 from tests.conftest import run_daphne
-from tests.test_http_protocol import CONTINUE, one_response, parse_responses
+from tests.harness import CONTINUE, one_response, parse_responses
 from tests.test_layer_host import RecordingSink, http_scope, websocket
 
 GET = b"GET /%s HTTP/1.1\r\nHost: x\r\n\r\n"
