@@ -638,7 +638,7 @@ class LayerSide:
         clock.advance(0)
         for _ in range(100):
             call = self.host.reader.call
-            if not self.layer.unread or call is None:
+            if not getattr(self.layer, "unread", 0) or call is None:
                 break
             clock.advance(call.getTime() - clock.seconds())
         for channel in WORKER_CHANNELS:
