@@ -262,8 +262,12 @@ def test_http_timeout_after_response_started_cuts_it_once_without_503(serve):
 
 def test_http_timeouts_of_two_connections_are_independent(serve):
     srv = serve(http_timeout=5)
-    first, second = srv.conn, srv.connect()
+    first, second, fast = srv.conn, srv.connect(), srv.connect()
     first.send(GET)
+    fast.send(get(b"/fast"))  # answered while the first one waits
+    srv.request().respond(b"fast")
+    assert one_response(fast.output()).body == b"fast"
+    assert first.output() == b""
     srv.advance(2)
     second.send(GET)
     srv.advance(3)
