@@ -573,7 +573,11 @@ class LayerExchange(Exchange):
         return self.message["body"]
 
     def ended(self) -> int:
-        return len(self.side.inbox(self, "http.disconnect"))
+        gone = self.side.inbox(self, "http.disconnect")
+        assert all(
+            m == {"reply_channel": self.channel, "path": self.path} for m in gone
+        )
+        return len(gone)
 
 
 class LayerSocket(Socket):
@@ -598,7 +602,7 @@ class LayerSocket(Socket):
     def close_codes(self) -> list[int]:
         gone = self.side.inbox(self, "websocket.disconnect")
         after = len(self.side.inbox(self, "websocket.receive")) + 1
-        assert all(m["order"] == after for m in gone), gone
+        assert all(m["order"] == after and m["path"] == self.path for m in gone)
         return [m["code"] for m in gone]
 
 

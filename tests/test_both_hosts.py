@@ -117,6 +117,8 @@ def test_head_response_has_no_body_and_the_connection_goes_on(serve):
     data = srv.conn.output()
     assert b"not sent" not in data and b"nor this" not in data
     assert b"\r\ncontent-length: 5\r\n" in data
+    head_end = data.index(b"\r\n\r\n") + 4
+    assert data[head_end:].startswith(b"HTTP/1.1 200 ")  # (no body in between)
     assert data.endswith(b"\r\n\r\nnext")
     assert srv.conn.open
 
@@ -152,6 +154,7 @@ def test_pipelined_requests_start_one_at_a_time_and_answer_in_order(serve):
     ]
     assert [r.ended() for r in srv.started()] == [1, 1, 1]
     assert srv.conn.protocol.running == set()
+    assert not srv.side.host.instances
     assert srv.conn.open
 
 
@@ -194,6 +197,7 @@ def test_http_1_0_response_closes_and_the_request_ends_once(serve):
     assert not srv.conn.open
     assert request.ended() == 1
     assert srv.conn.protocol.running == set()
+    assert not srv.side.host.instances
 
 
 # -- --http-timeout -------------------------------------------------------------------
