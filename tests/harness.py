@@ -34,6 +34,8 @@ from typing import Any
 import httptools
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
+from websockets.frames import Close, Frame, Opcode
+from websockets.streams import StreamReader
 
 from daphne.config import Config
 from daphne.hosts.app import AppHost
@@ -110,6 +112,30 @@ def one_response(data: bytes) -> Response:
     assert len(responses) == 1, data
     assert responses[0].complete, data
     return responses[0]
+
+
+def frame(opcode: Opcode, data: bytes = b"", fin: bool = True) -> bytes:
+    """A client's (masked) WebSocket frame."""
+    return Frame(opcode, data, fin=fin).serialize(mask=True)
+
+
+def close_frame(code: int, reason: str = "") -> bytes:
+    return frame(Opcode.CLOSE, Close(code, reason).serialize())
+
+
+def parse_frames(data: bytes) -> list[Frame]:
+    """Every whole frame the server wrote in ``data``."""
+    reader = StreamReader()
+    reader.feed_data(data)
+    found = []
+    while True:
+        parser = Frame.parse(reader.read_exact, mask=False)
+        try:
+            next(parser)
+        except StopIteration as done:
+            found.append(done.value)
+            continue
+        return found
 
 
 # -- the connection side ---------------------------------------------------------------

@@ -15,7 +15,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.frames import Close, Frame, Opcode
-from websockets.streams import StreamReader
 
 from daphne.hosts import ClientDisconnected
 from daphne.protocols.http1_writer import LAST_CHUNK
@@ -24,8 +23,11 @@ from tests.harness import (
     DISCONNECT,
     GET,
     UPGRADE,
+    close_frame,
+    frame,
     get,
     one_response,
+    parse_frames,
     parse_responses,
     pipelined,
 )
@@ -76,33 +78,27 @@ def test_large_chunked_body_reaches_the_application_whole(serve):
     assert len(srv.request().body) == 8 * 65536
 
 
-def test_streamed_response_is_chunked_and_ends_with_last_chunk(serve):
+STREAMS = {
+    "empty-last": ([b"hello ", b"", b"world", b""], b"5\r\nworld\r\n"),
+    "data-in-last": ([b"abc", b"def"], b"3\r\ndef\r\n"),
+}
+
+
+@pytest.mark.parametrize(("parts", "ending"), STREAMS.values(), ids=STREAMS)
+def test_streamed_response_is_chunked_and_ends_with_last_chunk(serve, parts, ending):
     srv = serve()
     srv.conn.send(GET)
     request = srv.request()
     request.start()
-    request.send(b"hello ", more=True)
-    request.send(b"", more=True)
-    request.send(b"world", more=True)
-    request.send(b"")
+    for n, part in enumerate(parts, 1):
+        request.send(part, more=n < len(parts))
     data = srv.conn.output()
-    assert data.endswith(b"\r\n" + LAST_CHUNK)
+    assert data.endswith(ending + LAST_CHUNK)
     response = one_response(data)
     assert response.header(b"transfer-encoding") == b"chunked"
     assert response.header(b"content-length") is None
-    assert response.body == b"hello world"
+    assert response.body == b"".join(parts)
     assert srv.conn.open
-
-
-def test_streamed_response_final_event_with_data_ends_the_chunks(serve):
-    srv = serve()
-    srv.conn.send(GET)
-    request = srv.request()
-    request.start()
-    request.send(b"abc", more=True)
-    request.send(b"def")
-    assert srv.conn.output().endswith(b"3\r\ndef\r\n" + LAST_CHUNK)
-    assert one_response(srv.conn.output()).body == b"abcdef"
 
 
 def test_head_response_has_no_body_and_the_connection_goes_on(serve):
@@ -360,31 +356,13 @@ def test_any_script_yields_at_most_one_wellformed_response(serve, script):
 # -- WebSocket ---------------------------------------------------------------------
 
 
-def frame(opcode: Opcode, data: bytes = b"") -> bytes:
-    return Frame(opcode, data).serialize(mask=True)
-
-
-def close_frame(code: int, reason: str = "") -> bytes:
-    return frame(Opcode.CLOSE, Close(code, reason).serialize())
-
-
 def frames(conn) -> list[Frame]:
     """Frames the server wrote after its 101, since the last call."""
     data = conn.output()
     conn.transport.clear()
     if data.startswith(b"HTTP/1.1 101 "):
         data = data.partition(b"\r\n\r\n")[2]
-    reader = StreamReader()
-    reader.feed_data(data)
-    found = []
-    while True:
-        parser = Frame.parse(reader.read_exact, mask=False)
-        try:
-            next(parser)
-        except StopIteration as done:
-            found.append(done.value)
-            continue
-        return found
+    return parse_frames(data)
 
 
 def websocket(serve, **options):

@@ -18,10 +18,17 @@ import txaio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets.frames import Close, Frame, Opcode
-from websockets.streams import StreamReader
 
 from daphne.hosts import ASGIProtocolError, ClientDisconnected
-from tests.harness import Connection, Harness, UnreadTransport, one_response
+from tests.harness import (
+    Connection,
+    Harness,
+    UnreadTransport,
+    close_frame,
+    frame,
+    one_response,
+    parse_frames,
+)
 
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 ACCEPT_KEY = base64.b64encode(
@@ -39,14 +46,6 @@ def upgrade_request(path: bytes = b"/ws", extra: bytes = b"") -> bytes:
         b"Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
         b"Sec-WebSocket-Version: 13\r\n%s\r\n" % (path, KEY, extra)
     )
-
-
-def frame(opcode: Opcode, data: bytes = b"", fin: bool = True) -> bytes:
-    return Frame(opcode, data, fin=fin).serialize(mask=True)
-
-
-def close_frame(code: int, reason: str = "") -> bytes:
-    return frame(Opcode.CLOSE, Close(code, reason).serialize())
 
 
 class WSConn(Connection):
@@ -80,19 +79,10 @@ class WSConn(Connection):
 
     def frames(self) -> list[Frame]:
         """Frames the server wrote since the last call."""
-        reader = StreamReader()
-        reader.feed_data(getattr(self, "pending", b"") + self.output())
+        found = parse_frames(getattr(self, "pending", b"") + self.output())
         self.pending = b""
         self.transport.clear()
-        found = []
-        while True:
-            parser = Frame.parse(reader.read_exact, mask=False)
-            try:
-                next(parser)
-            except StopIteration as done:
-                found.append(done.value)
-                continue
-            return found
+        return found
 
     def received(self) -> list[dict]:
         return [e for e in self.instance.events if e["type"] != "websocket.connect"]
