@@ -175,3 +175,34 @@ def run_tls_daphne(tls_files, *args: str, app: str):
     with run_daphne(*args, "-e", endpoint, app=app, listen=False) as server:
         server.wait_listening()
         yield server, ssl.create_default_context(cafile=str(tls_files[1]))
+
+
+# -- the in-memory harness (tests/harness.py) ----------------------------------------
+
+
+@pytest.fixture(params=["http1"])
+def connection(request) -> str:
+    """The connection axis: which protocol the in-memory client speaks."""
+    return request.param
+
+
+@pytest.fixture(params=["app", "layer"])
+def host(request) -> str:
+    """The application axis: an ASGI 3 app, or a channel layer and its worker."""
+    return request.param
+
+
+@pytest.fixture
+def serve(host, connection):
+    """``serve(**options)``: a :class:`tests.harness.Harness` with a real host."""
+    from tests.harness import Harness
+
+    made = []
+
+    def serve(**options):
+        made.append(Harness(host, connection, **options))
+        return made[-1]
+
+    yield serve
+    for harness in made:
+        harness.close()

@@ -3,8 +3,9 @@
 The protocol side is a :class:`FakeSink` that records what the host calls on
 it; the reactor (only used for the application close timeout) is a Twisted
 ``Clock`` advanced by hand. The loop is driven with ``run_until_complete`` so
-every step is deterministic. (Two tests put the real ``HTTP11Connection``, on an
-in-memory transport, on the other side.)
+every step is deterministic. (Two tests put the real ``HTTP11Connection`` on
+the other side, through :mod:`tests.harness`; what every host must do alike
+is in ``test_both_hosts.py``.)
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from typing import Any
 
 import pytest
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport, StringTransportWithDisconnection
+from twisted.internet.testing import StringTransport
 
 from daphne.config import Config
 from daphne.hosts import ASGIProtocolError
 from daphne.hosts.app import AppHost, AppInstance, Lifespan, LifespanFailure
-from daphne.protocols import HTTPFactory
+from tests.harness import Harness
 
 HTTP_SCOPE = {"type": "http", "method": "GET", "path": "/"}
 REQUEST = {"type": "http.request", "body": b"", "more_body": False}
@@ -92,6 +93,20 @@ def start(app, loop, clock, scope=None, **options):
     sink = FakeSink()
     instance = host.start(dict(scope or HTTP_SCOPE), sink)
     return instance, sink
+
+
+@pytest.fixture
+def served():
+    """``served(app, **options)``: the app behind a real ``HTTP11Connection``."""
+    made = []
+
+    def served(app, **options) -> Harness:
+        made.append(Harness("app", side={"application": app}, **options))
+        return made[-1]
+
+    yield served
+    for harness in made:
+        harness.close()
 
 
 async def forever() -> None:
@@ -513,7 +528,7 @@ def test_host_close_lets_instances_ending_in_time_finish(loop, clock):
     assert host.instances == set()
 
 
-def test_final_send_returns_though_the_transport_is_paused(loop, clock):
+def test_final_send_returns_though_the_transport_is_paused(served):
     """With the real HTTP/1.1 protocol: the transport pauses (the client reads
     slowly) just before the app's last send. That send completes the
     response, so it must not wait for a drain that nothing will report."""
@@ -526,22 +541,17 @@ def test_final_send_returns_though_the_transport_is_paused(loop, clock):
         await send(BODY)
         progress.append("final send returned")
 
-    config = Config()
-    factory = HTTPFactory(config, AppHost(app, config, clock, loop=loop), clock)
-    protocol = factory.buildProtocol(None)
-    transport = StringTransportWithDisconnection()
-    transport.protocol = protocol
-    protocol.makeConnection(transport)
-    protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-    settle(loop)
-    protocol.pauseProducing()
+    srv = served(app)
+    srv.conn.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    srv.conn.protocol.pauseProducing()
     gate.set()
-    settle(loop)
+    srv.settle()
+    transport = srv.conn.transport
     assert transport.value().endswith(b"\r\n\r\nok")
     assert progress == ["final send returned"]
 
 
-def test_send_after_the_exchange_failed_yields_while_the_connection_closes(loop, clock):
+def test_send_after_the_exchange_failed_yields_while_the_connection_closes(served):
     """The client reads slowly (the transport is paused) and --http-timeout
     ends the exchange mid-stream: sends are dropped from then on, but the
     connection only goes once the client reads or close_timeout aborts it. A
@@ -559,20 +569,17 @@ def test_send_after_the_exchange_failed_yields_while_the_connection_closes(loop,
             order.append("other")
             await asyncio.sleep(0)
 
-    config = Config(http_timeout=5)
-    factory = HTTPFactory(config, AppHost(app, config, clock, loop=loop), clock)
-    protocol = factory.buildProtocol(None)
-    transport = StringTransport()  # loseConnection() never completes
-    protocol.makeConnection(transport)
-    protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-    protocol.pauseProducing()  # the client is not reading
-    settle(loop)
+    srv = served(app, http_timeout=5, transport=StringTransport())
+    # (a StringTransport's loseConnection() never completes)
+    srv.conn.protocol.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    srv.conn.protocol.pauseProducing()  # the client is not reading
+    srv.settle()
     assert order == []  # the first body send waits for the transport
-    clock.advance(5)  # http_timeout: the exchange fails, the close begins
-    assert transport.disconnecting
-    assert not protocol.disconnected
-    run(loop, other())
-    settle(loop)
+    srv.clock.advance(5)  # http_timeout: the exchange fails, the close begins
+    assert srv.conn.transport.disconnecting
+    assert not srv.conn.protocol.disconnected
+    srv.side.run(other())
+    srv.settle()
     assert order[:4] != ["app"] * 4, order
 
 

@@ -26,11 +26,12 @@ from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from websockets.sync.client import connect as ws_connect
 
-from daphne.protocols import direct
+from daphne.config import Config
+from daphne.protocols import HTTPFactory, direct
 from daphne.protocols.http1 import HTTP11Connection
 from tests import apps
 from tests.conftest import run_daphne, run_tls_daphne
-from tests.test_http_protocol import GET, make_factory, parse_responses
+from tests.harness import GET, FakeHost, parse_responses
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -108,7 +109,7 @@ class Wire:
         listener.close()
         server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)
         self.reactor = FDReactor()
-        self.factory = make_factory(self.reactor)
+        self.factory = HTTPFactory(Config(), FakeHost(), reactor=self.reactor)
         self.protocol: HTTP11Connection = self.factory.buildProtocol(None)
         self.transport = tcp.Server(
             server_sock, self.protocol, address, None, 1, self.reactor
@@ -200,7 +201,7 @@ def test_unix_server_is_a_tcp_connection_and_writes_the_same_way():
     assert issubclass(unix.Server, tcp.Connection)
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     reactor = FDReactor()
-    factory = make_factory(reactor)
+    factory = HTTPFactory(Config(), FakeHost(), reactor=reactor)
     protocol = factory.buildProtocol(None)
     transport = unix.Server(a, protocol, "", None, 1, reactor)
     protocol.makeConnection(transport)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 
 import pytest
 from channels.layers import InMemoryChannelLayer as AsyncInMemoryLayer
+from twisted.internet import defer
 from twisted.internet.task import Clock
 
 from daphne.config import Config
@@ -23,7 +26,7 @@ from daphne.hosts.layer import (
     TwistedReader,
     layer_config,
 )
-from daphne.layers import InMemoryChannelLayer
+from daphne.layers import InMemoryChannelLayer, memory
 
 
 class RecordingSink:
@@ -442,3 +445,243 @@ def test_asyncio_layer_round_trip():
         host.reader.stop()
 
     asyncio.run(scenario())
+
+
+# -- found in review: reader failures, full channels, detection edge cases ----------
+
+
+def run_async(scenario):
+    return asyncio.run(asyncio.wait_for(scenario(), 5))
+
+
+async def turns(count: int = 10) -> None:
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+def test_channels4_channel_full_on_websocket_receive_closes_1013(caplog):
+    async def scenario():
+        layer = AsyncInMemoryLayer(capacity=1)
+        clock = Clock()
+        host = LayerHost(layer, Config(), clock, loop=asyncio.get_running_loop())
+        await host.start_reading()
+        sink = RecordingSink()
+        instance = websocket(host, sink)
+        await turns()
+        await layer.receive("websocket.connect")
+        await layer.send(instance.channel, {"accept": True})
+        await turns()
+        instance.put({"type": "websocket.receive", "text": "1"})
+        instance.put({"type": "websocket.receive", "text": "2"})  # full
+        await turns()
+        host.reader.stop()
+        return sink.events
+
+    with caplog.at_level(logging.CRITICAL):
+        events = run_async(scenario)
+    assert events[-1] == {"type": "websocket.close", "code": 1013}
+
+
+def test_channels4_channel_full_on_http_request_says_queue_full(caplog):
+    async def scenario():
+        layer = AsyncInMemoryLayer(capacity=1)
+        clock = Clock()
+        host = LayerHost(layer, Config(), clock, loop=asyncio.get_running_loop())
+        await host.start_reading()
+        first, second = RecordingSink(), RecordingSink()
+        for sink in (first, second):
+            instance = host.start(http_scope(), sink)
+            instance.put({"type": "http.request", "body": b"", "more_body": False})
+        await turns()
+        host.reader.stop()
+        return second.events
+
+    with caplog.at_level(logging.CRITICAL):
+        start, body = run_async(scenario)
+    assert start["status"] == 503
+    assert b"Request queue full." in body["body"]
+
+
+class FakeReactor:
+    """The global reactor as receive_twisted sees it, driven by a Clock."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+
+    def callFromThread(self, f, *args) -> None:
+        self.clock.callLater(0, f, *args)
+
+
+def twisted_host(monkeypatch) -> tuple[LayerHost, Clock, InMemoryChannelLayer]:
+    clock = Clock()
+    monkeypatch.setattr(memory, "_twisted_modules", (defer, FakeReactor(clock)))
+    layer = InMemoryChannelLayer()
+    host = LayerHost(layer, Config(), clock)
+    assert isinstance(host.reader, TwistedReader)
+    return host, clock, layer
+
+
+def fail_first_dispatch(host: LayerHost) -> None:
+    dispatch = host.dispatch
+    calls = []
+
+    def failing(channel, message):
+        calls.append(channel)
+        if len(calls) == 1:
+            raise RuntimeError("a bug somewhere below dispatch")
+        dispatch(channel, message)
+
+    host.dispatch = failing
+
+
+def test_twisted_reader_survives_an_exception_in_dispatch(monkeypatch):
+    host, clock, layer = twisted_host(monkeypatch)
+    host.reader.read()
+    first, second = RecordingSink(), RecordingSink()
+    one, two = request(host, first), request(host, second)
+    fail_first_dispatch(host)
+    layer.send(one.channel, {"status": 200})
+    clock.advance(0)  # (the error goes into the Deferred, not out of here)
+    layer.send(two.channel, {"status": 204})
+    clock.advance(0)
+    clock.advance(1)
+    assert [e.get("status") for e in second.events][:1] == [204]
+
+
+def test_twisted_reader_delivers_queued_and_later_replies(monkeypatch):
+    host, clock, layer = twisted_host(monkeypatch)
+    sinks = [RecordingSink() for _ in range(3)]
+    instances = [request(host, sink) for sink in sinks]
+    layer.send(instances[0].channel, {"status": 200})
+    layer.send(instances[1].channel, {"status": 201})
+    host.reader.read()  # (two replies already queued: no recursion per reply)
+    layer.send(instances[2].channel, {"status": 202})
+    clock.advance(0)
+    assert [s.events[0]["status"] for s in sinks] == [200, 201, 202]
+    assert host.instances == {}
+    host.reader.stop()
+
+
+def test_polling_reader_survives_an_exception_in_dispatch(caplog):
+    clock = Clock()
+    layer = InMemoryChannelLayer()
+    host = LayerHost(layer, Config(force_sync=True), clock)
+    assert isinstance(host.reader, PollingReader)
+    first, second = RecordingSink(), RecordingSink()
+    one, two = request(host, first), request(host, second)
+    fail_first_dispatch(host)
+    layer.send(one.channel, {"status": 200})
+    with caplog.at_level(logging.CRITICAL):
+        clock.advance(0)
+    layer.send(two.channel, {"status": 204})
+    for _ in range(10):
+        clock.advance(0.1)
+    assert second.events[0]["status"] == 204
+
+
+def test_asyncio_reader_cancels_receives_of_finished_connections():
+    async def scenario():
+        layer = AsyncInMemoryLayer()
+        clock = Clock()
+        host = LayerHost(layer, Config(), clock, loop=asyncio.get_running_loop())
+        await host.start_reading()
+        done, gone = RecordingSink(), RecordingSink()
+        answered = request(host, done)
+        left = request(host, gone)
+        await turns()
+        await layer.send(answered.channel, {"status": 200})
+        left.put({"type": "http.disconnect"})
+        await turns()
+        await layer.send(left.channel, {"status": 200})  # (after the client left)
+        await turns()
+        clock.advance(0)
+        tasks = dict(host.reader.tasks)
+        requests = [await layer.receive("http.request") for _ in range(2)]
+        disconnect = await layer.receive("http.disconnect")
+        host.reader.stop()
+        return done, gone, host, tasks, requests, (disconnect, left.channel)
+
+    done, gone, host, tasks, requests, (disconnect, left) = run_async(scenario)
+    assert done.events[0]["status"] == 200 and done.finished == [None]
+    assert gone.events == [] and gone.finished == [None]
+    assert host.instances == {} and tasks == {}
+    assert [m["path"] for m in requests] == ["/", "/"]
+    assert disconnect == {"reply_channel": left, "path": "/"}
+
+
+def test_no_frame_is_sent_after_a_refused_frame(caplog):
+    layer = InMemoryChannelLayer(channel_capacity={"websocket.receive": 1})
+    clock = Clock()
+    host = LayerHost(layer, Config(force_sync=True), clock)
+    sink = RecordingSink()
+    instance = websocket(host, sink)
+    layer.send(instance.channel, {"accept": True})
+    clock.advance(0)
+    instance.put({"type": "websocket.receive", "text": "1"})
+    instance.put({"type": "websocket.receive", "text": "2"})  # refused: full
+    assert layer.receive(["websocket.receive"])[1]["order"] == 1  # a worker
+    # The same TCP read (autobahn unframes it all at once):
+    instance.put({"type": "websocket.receive", "text": "3"})
+    with caplog.at_level(logging.CRITICAL):
+        clock.advance(0)
+    assert sink.events[-1] == {"type": "websocket.close", "code": 1013}
+    assert layer.receive(["websocket.receive"]) == (None, None)
+
+
+def test_send_from_a_busy_event_loop_wakes_the_receiver_at_once():
+    layer = InMemoryChannelLayer(blocking_timeout=3)
+    got: list[float] = []
+
+    def receive() -> None:  # (daphne's reader, or any blocked receiver)
+        start = time.monotonic()
+        if layer.receive(["daphne.response.abc!"], block=True)[0] is not None:
+            got.append(time.monotonic() - start)
+
+    receiver = threading.Thread(target=receive)
+    receiver.start()
+    while "daphne.response.abc!" not in layer._waiters:
+        time.sleep(0.001)
+    release = threading.Event()
+
+    def worker() -> None:
+        async def main() -> None:
+            # A worker with an event loop of its own replies with the sync
+            # API, then carries on without yielding to its loop (a blocking
+            # receive for the next request, CPU work ...).
+            layer.send("daphne.response.abc!xyz", {"status": 200})
+            release.wait(2)
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    receiver.join(0.5)
+    woken = bool(got)
+    release.set()
+    thread.join()
+    receiver.join()
+    assert woken, got
+
+
+def test_a_layer_class_is_not_taken_for_a_layer():
+    with pytest.raises(TargetError, match="class"):
+        detect_interface(InMemoryChannelLayer, "channel-layer")
+
+
+def test_detect_interface_edge_cases():
+    class SyncLayerLike:
+        def send(self, channel, message): ...
+        def receive(self, channels, block=False): ...
+        def new_channel(self, pattern): ...
+
+    assert detect_interface(SyncLayerLike()) == "channel-layer"
+    with pytest.raises(TargetError):
+        detect_interface(SyncLayerLike(), "asgi3")
+
+    class Half:
+        def send(self, channel, message): ...
+
+    with pytest.raises(TargetError, match="neither"):
+        detect_interface(Half())
+    with pytest.raises(TargetError, match="not a channel layer"):
+        detect_interface(Half(), "channel-layer")

@@ -46,6 +46,7 @@ from tests.clients import (
     ws_url,
 )
 from tests.conftest import ROOT, run_daphne
+from tests.harness import one_response
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -1102,3 +1103,34 @@ def test_proxy_headers(main):
     message = connect_message(main, ident)
     assert message["client"] == ["10.9.9.9", 81]
     assert list(message) == CONNECT_KEYS  # (no scheme, no root_path)
+
+
+# -- SIGTERM with a request awaiting its reply ------------------------------------
+
+
+def raw_get(port: int, path: str, result: list) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        result.append(data)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("extra", [(), ("--force-sync",)], ids=["twisted", "poll"])
+def test_sigterm_waits_for_replies_awaited(extra):
+    with run_daphne(*extra, app="tests.layer_apps:channel_layer") as server:
+        result: list[bytes] = []
+        client = threading.Thread(
+            target=raw_get, args=(server.port, "/slow?s=0.8", result)
+        )
+        client.start()
+        time.sleep(0.3)
+        code = server.stop()
+        client.join(10)
+    assert code == 0
+    (data,) = result
+    response = one_response(data)
+    assert (response.status, response.body) == (200, b"slow")
+    assert response.header(b"connection") == b"close"

@@ -598,52 +598,6 @@ def test_unanswered_pings_drop_the_connection(ping_server):
     assert event["message"]["code"] == 1006
 
 
-def pong_answering_client(server, path: str, duration: float, result: dict) -> None:
-    """A raw client answering every ping for ``duration`` s, then echoing once."""
-    raw = open_raw(server, path, timeout=2)
-    pings = 0
-    try:
-        deadline = time.monotonic() + duration
-        while time.monotonic() < deadline:
-            raw.sock.settimeout(max(0.05, deadline - time.monotonic()))
-            try:
-                _, opcode, payload = raw.read_frame()
-            except TimeoutError:
-                continue
-            if opcode == OP_PING:
-                pings += 1
-                raw.send_frame(OP_PONG, payload)
-        raw.sock.settimeout(5)
-        raw.send_frame(OP_TEXT, b"alive")
-        while True:
-            frame = raw.read_frame()
-            if frame[1] != OP_PING:
-                break
-            raw.send_frame(OP_PONG, frame[2])
-        result.update(pings=pings, frame=frame)
-    except Exception as exc:  # reported to the test thread
-        result.update(pings=pings, error=repr(exc))
-    finally:
-        raw.close()
-
-
-def test_answered_pings_keep_the_connection(ping_server):
-    raw_result: dict = {}
-    thread = threading.Thread(
-        target=pong_answering_client,
-        args=(ping_server, "/echo", 3.2, raw_result),
-    )
-    thread.start()
-    with ws_connect(ping_server, "/echo") as ws:
-        time.sleep(3.2)
-        ws.send("after 3 s")
-        assert ws.recv(timeout=5) == "after 3 s"
-    thread.join(10)
-    assert "error" not in raw_result, raw_result
-    assert raw_result["frame"] == (True, OP_TEXT, b"alive")
-    assert raw_result["pings"] >= 2  # pinged while idle, kept because it answered
-
-
 def busy_raw_client(server, result: dict) -> None:
     """Sends a message every 0.3 s; reads pings but never answers them."""
     raw = open_raw(server, "/echo", timeout=5)

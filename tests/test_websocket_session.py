@@ -1,9 +1,11 @@
-"""In-memory tests of WebSocket connections: handshake, timers, flow control.
+"""WebSocketSession in memory, against a fake host: handshake, messages,
+timers, flow control, and the races and edge cases found in review.
 
-The connection is an ``HTTP11Connection`` on a string transport with a
-``Clock`` reactor (see ``tests/test_http_protocol.py``); the test plays both
-the client (writing the upgrade request and masked frames) and the
-application (calling the sink the protocol hands to the fake host).
+The connection comes from :mod:`tests.harness` (an ``HTTP11Connection`` on a
+string transport with a ``Clock`` reactor); the test plays both the client
+(writing the upgrade request and masked frames) and the application (calling
+the sink the protocol hands to the fake host). What a real host must do alike
+(accept, echo, close, refusal, connect timeout) is in ``test_both_hosts.py``.
 """
 
 from __future__ import annotations
@@ -12,16 +14,20 @@ import base64
 import hashlib
 
 import pytest
+import txaio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from websockets.frames import Close, Frame, Opcode
-from websockets.streams import StreamReader
 
 from daphne.hosts import ASGIProtocolError, ClientDisconnected
-from tests.test_http_protocol import (
-    Conn,
+from tests.harness import (
+    Connection,
+    Harness,
     UnreadTransport,
-    make_factory,
+    close_frame,
+    frame,
     one_response,
-    parse_responses,
+    parse_frames,
 )
 
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
@@ -42,15 +48,7 @@ def upgrade_request(path: bytes = b"/ws", extra: bytes = b"") -> bytes:
     )
 
 
-def frame(opcode: Opcode, data: bytes = b"", fin: bool = True) -> bytes:
-    return Frame(opcode, data, fin=fin).serialize(mask=True)
-
-
-def close_frame(code: int, reason: str = "") -> bytes:
-    return frame(Opcode.CLOSE, Close(code, reason).serialize())
-
-
-class WSConn(Conn):
+class WSConn(Connection):
     """A client connection that upgrades to a WebSocket."""
 
     log: list
@@ -81,31 +79,25 @@ class WSConn(Conn):
 
     def frames(self) -> list[Frame]:
         """Frames the server wrote since the last call."""
-        reader = StreamReader()
-        reader.feed_data(getattr(self, "pending", b"") + self.output())
+        found = parse_frames(getattr(self, "pending", b"") + self.output())
         self.pending = b""
         self.transport.clear()
-        found = []
-        while True:
-            parser = Frame.parse(reader.read_exact, mask=False)
-            try:
-                next(parser)
-            except StopIteration as done:
-                found.append(done.value)
-                continue
-            return found
+        return found
 
     def received(self) -> list[dict]:
         return [e for e in self.instance.events if e["type"] != "websocket.connect"]
 
 
 def ws_connect(transport=None, **options) -> WSConn:
-    factory = make_factory(**options)
     log: list = []
-    factory.access_log = lambda protocol, action, details: log.append(
-        (protocol, action, details)
-    )
-    conn = WSConn(factory, transport)
+    conn = Harness(
+        connection=WSConn,
+        transport=transport,
+        access_log=lambda protocol, action, details: log.append(
+            (protocol, action, details)
+        ),
+        **options,
+    ).conn
     conn.log = log
     return conn
 
@@ -169,25 +161,6 @@ def test_invalid_accept_is_refused_with_500(event):
     assert one_response(conn.output()).status == 500
 
 
-def test_close_before_accept_is_a_403():
-    conn = ws_connect()
-    conn.handshake()
-    conn.instance.send({"type": "websocket.close"})
-    response = one_response(conn.output())
-    assert response.status == 403
-    assert response.header(b"connection") == b"close"
-    # (The string transport closes as soon as it is asked to.)
-    assert [a for _, a, _ in conn.log] == ["connecting", "rejected", "disconnected"]
-    assert conn.instance.events[-1] == {
-        "type": "websocket.disconnect",
-        "code": 1006,
-        "reason": "",
-    }
-    # The connection is gone: sending raises (ASGI 2.4).
-    with pytest.raises(ClientDisconnected):
-        conn.instance.sink.handle_reply({"type": "websocket.close"})
-
-
 def test_denial_response_extension():
     conn = ws_connect()
     conn.handshake()
@@ -241,45 +214,7 @@ def test_header_values_that_split_lines_are_refused_before_upgrade(byte):
     assert conn.host.instances == []
 
 
-def test_upgrade_pipelined_behind_an_unanswered_request_is_refused():
-    conn = ws_connect()
-    conn.send(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n" + upgrade_request())
-    first = conn.instance
-    first.respond(b"one")
-    responses = parse_responses(conn.output())
-    assert [r.status for r in responses] == [200, 400]
-    assert len(conn.host.instances) == 1
-
-
-def test_data_sent_with_the_handshake_is_delivered_after_accept():
-    conn = ws_connect()
-    conn.handshake(rest=frame(Opcode.TEXT, b"eager"))
-    assert conn.instance.events == [{"type": "websocket.connect"}]
-    conn.accept()
-    assert conn.received() == [{"type": "websocket.receive", "text": "eager"}]
-
-
 # -- messages ------------------------------------------------------------------
-
-
-def test_messages_both_ways_including_empty_ones():
-    conn = opened()
-    conn.send(frame(Opcode.TEXT, "é".encode()) + frame(Opcode.BINARY, b""))
-    conn.send(frame(Opcode.TEXT, b""))
-    assert conn.received() == [
-        {"type": "websocket.receive", "text": "é"},
-        {"type": "websocket.receive", "bytes": b""},
-        {"type": "websocket.receive", "text": ""},
-    ]
-    conn.instance.send({"type": "websocket.send", "text": ""})
-    conn.instance.send({"type": "websocket.send", "bytes": b"\x00\xff"})
-    conn.instance.send({"type": "websocket.send", "text": "ok"})
-    sent = [(f.opcode, f.data) for f in conn.frames()]
-    assert sent == [
-        (Opcode.TEXT, b""),
-        (Opcode.BINARY, b"\x00\xff"),
-        (Opcode.TEXT, b"ok"),
-    ]
 
 
 def test_outgoing_messages_are_not_limited_by_the_incoming_limit():
@@ -326,30 +261,6 @@ def test_close_codes_that_may_not_be_sent_are_errors(code):
         conn.instance.send({"type": "websocket.close", "code": code})
     (close,) = conn.frames()
     assert Close.parse(close.data).code == 1011
-
-
-def test_client_close_code_reaches_the_application_exactly_once():
-    conn = opened()
-    conn.send(close_frame(4321, "done"))
-    (reply,) = conn.frames()
-    assert Close.parse(reply.data).code == 4321  # echoed
-    conn.transport.loseConnection()
-    disconnects = [e for e in conn.received() if e["type"] == "websocket.disconnect"]
-    assert disconnects == [
-        {"type": "websocket.disconnect", "code": 4321, "reason": "done"}
-    ]
-    assert conn.instance.calls.count("disconnected") == 1
-    assert [a for _, a, _ in conn.log] == ["connecting", "connected", "disconnected"]
-
-
-def test_abrupt_end_is_code_1006():
-    conn = opened()
-    conn.transport.loseConnection()
-    assert conn.received()[-1] == {
-        "type": "websocket.disconnect",
-        "code": 1006,
-        "reason": "",
-    }
 
 
 @pytest.mark.parametrize(
@@ -415,15 +326,6 @@ def test_send_waits_while_the_transport_is_full():
 
 
 # -- timers --------------------------------------------------------------------
-
-
-def test_connect_timeout_refuses_with_403_on_time():
-    conn = ws_connect(websocket_connect_timeout=20)
-    conn.handshake()
-    conn.advance(19.9)
-    assert conn.output() == b""
-    conn.advance(0.1)
-    assert one_response(conn.output()).status == 403
 
 
 def test_no_connect_timeout_means_never():
@@ -573,3 +475,231 @@ def test_unknown_event_type_on_an_open_socket_is_an_error():
         conn.instance.send({"type": "http.response.start", "status": 200})
     (close,) = conn.frames()
     assert Close.parse(close.data).code == 1011
+
+
+# -- races and edge cases found in review: bugs once ----------------------------------------------------------------------
+
+
+def test_no_data_frame_after_autobahn_failed_the_connection():
+    conn = opened(websocket_max_message_size=10)
+    conn.send(frame(Opcode.TEXT, b"x" * 20))
+    (close,) = conn.frames()
+    assert Close.parse(close.data).code == 1009
+    conn.instance.send({"type": "websocket.send", "text": "after close"})
+    assert conn.frames() == []
+
+
+def test_no_data_frame_after_replying_to_the_client_close():
+    conn = ws_connect(transport=UnreadTransport())  # close not complete yet
+    conn.handshake()
+    conn.accept()
+    conn.send(close_frame(1000))
+    (reply,) = conn.frames()
+    assert reply.opcode == Opcode.CLOSE
+    conn.instance.send({"type": "websocket.send", "text": "after close"})
+    assert conn.frames() == []
+
+
+@pytest.mark.parametrize(
+    ("offer", "names"),
+    [(b"a,\tb", ["a", "b"]), (b" chat , , v2.json ", ["chat", "v2.json"])],
+    ids=["tab", "spaces-and-empty"],
+)
+def test_accepting_any_offered_subprotocol_answers_the_handshake(offer, names):
+    """Autobahn once tokenised the list differently from daphne: accepting a
+    name it did not know made the handshake hang."""
+    conn = ws_connect()
+    conn.handshake(extra=b"Sec-WebSocket-Protocol: " + offer + b"\r\n")
+    assert conn.instance.scope["subprotocols"] == names
+    conn.accept(subprotocol=names[-1])
+    assert b"Sec-WebSocket-Protocol: " + names[-1].encode() in conn.head
+
+
+@pytest.mark.parametrize(
+    "offer",
+    [b"chat v2", b"chat\xa0", b"\xe9", b"a;b"],
+    ids=["space", "nbsp", "latin1", "semi"],
+)
+def test_subprotocol_names_that_are_not_tokens_are_refused(offer):
+    """RFC 6455 names are tokens; autobahn would strip or re-encode others, so
+    the accepted name would not be the offered one, byte for byte."""
+    conn = ws_connect()
+    conn.handshake(extra=b"Sec-WebSocket-Protocol: " + offer + b"\r\n")
+    assert conn.host.instances == []
+    assert one_response(conn.output()).status == 400
+
+
+def test_accept_header_values_reach_the_wire_byte_for_byte():
+    conn = ws_connect()
+    conn.handshake()
+    conn.accept(headers=[(b"x-name", "é".encode())])
+    assert b"x-name: \xc3\xa9" in conn.head
+
+
+def test_accept_header_values_that_are_not_utf8_reach_the_wire_as_given():
+    """daphne writes the 101 itself, from the application's bytes: a latin-1
+    value is not re-encoded on the way (autobahn's UTF-8 101 refused it)."""
+    conn = ws_connect()
+    conn.handshake()
+    conn.accept(headers=[(b"x-name", b"\xe9")])
+    assert b"x-name: \xe9" in conn.head
+
+
+def test_stalled_denial_response_does_not_hang_forever():
+    conn = ws_connect(websocket_connect_timeout=5)
+    conn.handshake()
+    conn.deny()
+    conn.advance(3600)
+    assert not conn.open
+
+
+def test_reading_resumes_when_the_application_ends_while_paused():
+    conn = opened()
+    conn.instance.put_result = False  # queue full
+    conn.send(frame(Opcode.TEXT, b"a") + frame(Opcode.TEXT, b"b"))
+    assert conn.transport.producerState == "paused"
+    conn.instance.finish(None)
+    (close,) = conn.frames()
+    assert Close.parse(close.data).code == 1000
+    assert conn.transport.producerState == "producing"
+
+
+def test_close_handshake_waits_for_a_prompt_client_reply(monkeypatch):
+    conn = ws_connect(transport=UnreadTransport())
+    monkeypatch.setattr(txaio.config, "loop", conn.clock)
+    conn.handshake()
+    conn.accept()
+    conn.advance(0.95)
+    conn.instance.send({"type": "websocket.close", "code": 4000})
+    conn.advance(0.1)  # the client's reply is 100 ms away
+    assert not conn.transport.aborted
+    conn.send(close_frame(4000))
+    assert conn.received()[-1] == {
+        "type": "websocket.disconnect",
+        "code": 4000,
+        "reason": "",
+    }
+
+
+def test_extension_offers_are_ignored_not_parsed_after_accept():
+    """Autobahn parses offers only once the application accepted; a malformed
+    one turned an accepted handshake into a 400. No extension is negotiated,
+    so offers are not handed to autobahn at all."""
+    conn = ws_connect()
+    conn.handshake(extra=b"Sec-WebSocket-Extensions: permessage-deflate; bogus=1\r\n")
+    conn.accept()
+    assert b"sec-websocket-extensions" not in conn.head.lower()
+
+
+def test_invalid_client_close_code_is_not_reported_as_normal():
+    conn = opened()
+    conn.send(frame(Opcode.CLOSE, (999).to_bytes(2, "big")))
+    (close,) = conn.frames()
+    assert Close.parse(close.data).code == 1002
+    assert conn.received()[-1]["code"] in (1002, 1006)
+
+
+# -- risky cases that behave correctly ------------------------------------------
+
+
+def disconnects(conn) -> list[dict]:
+    return [e for e in conn.instance.events if e["type"] == "websocket.disconnect"]
+
+
+def test_drop_during_held_handshake_then_late_accept_is_dropped():
+    conn = ws_connect(websocket_connect_timeout=5, websocket_timeout=50)
+    conn.handshake()
+    conn.transport.loseConnection()
+    assert disconnects(conn) == [
+        {"type": "websocket.disconnect", "code": 1006, "reason": ""}
+    ]
+    assert conn.instance.calls.count("disconnected") == 1
+    sink = conn.instance.sink
+    with pytest.raises(ClientDisconnected):  # ASGI 2.4: an OSError
+        sink.handle_reply({"type": "websocket.accept"})
+    conn.instance.finish(None)
+    assert conn.clock.getDelayedCalls() == []
+    assert len(disconnects(conn)) == 1
+
+
+def test_drop_while_denial_streams_delivers_one_disconnect():
+    conn = ws_connect()
+    conn.handshake()
+    conn.deny(b"x")
+    conn.transport.loseConnection()
+    sink = conn.instance.sink
+    body = {"type": "websocket.http.response.body", "body": b"y"}
+    with pytest.raises(ClientDisconnected):
+        sink.handle_reply(body)
+    conn.instance.finish(None)
+    assert len(disconnects(conn)) == 1
+    assert conn.clock.getDelayedCalls() == []
+
+
+def test_drop_while_reading_is_paused_then_resume_is_harmless():
+    conn = opened(ping_interval=1, ping_timeout=1, websocket_timeout=10)
+    conn.instance.put_result = False
+    conn.send(frame(Opcode.TEXT, b"a") + frame(Opcode.TEXT, b"b"))
+    conn.transport.loseConnection()
+    conn.instance.sink.resume_reading()
+    assert len(disconnects(conn)) == 1
+    assert conn.clock.getDelayedCalls() == []
+
+
+def test_no_timer_survives_a_server_close_answered_by_the_client():
+    conn = opened(ping_interval=1, ping_timeout=1, websocket_timeout=10)
+    conn.instance.send({"type": "websocket.close"})
+    conn.send(close_frame(1000))
+    assert conn.clock.getDelayedCalls() == []
+    assert len(disconnects(conn)) == 1
+
+
+def test_shutdown_during_denial_lets_it_finish():
+    conn = ws_connect()
+    conn.handshake()
+    conn.deny()
+    conn.protocol.shutdown()
+    conn.instance.send({"type": "websocket.http.response.body", "body": b"no"})
+    response = one_response(conn.output())
+    assert (response.status, response.body) == (401, b"no")
+
+
+def test_function_options_stay_plain_functions_on_the_protocol_class():
+    """Options are class attributes of a per-server protocol class; a function
+    option (autobahn calls perMessageCompressionAccept(offers)) became a bound
+    method there and raised TypeError for any handshake with an offer."""
+    conn = opened()
+    accept = conn.protocol.websocket.engine.perMessageCompressionAccept
+    assert accept(["offer"]) is None
+
+
+# Header values daphne accepts: visible latin-1, spaces, tabs, and plenty of
+# commas, so that splitting and stripping are exercised.
+protocol_values = st.text(
+    alphabet=st.sampled_from(list("ab9-_.~ ,\t\xa0\xe9") + [",", " "]),
+    min_size=1,
+    max_size=30,
+).map(lambda text: text.encode("latin-1"))
+
+
+@settings(max_examples=150, deadline=None)
+@given(value=protocol_values, pick=st.integers(min_value=0))
+def test_any_offered_subprotocol_can_be_accepted(value, pick):
+    """Whatever the client offers, each name daphne lists in
+    ``scope["subprotocols"]`` completes the handshake when accepted: the
+    list is split exactly as autobahn splits it (once, a tab made this hang)."""
+    conn = ws_connect()
+    conn.handshake(extra=b"Sec-WebSocket-Protocol: " + value + b"\r\n")
+    if not conn.host.instances:
+        # Refused before the application: a name that is not a token, or
+        # (autobahn) one offered twice.
+        assert one_response(conn.output()).status == 400
+        return
+    offered = conn.instance.scope["subprotocols"]
+    choice = offered[pick % len(offered)] if offered else None
+    conn.accept(subprotocol=choice)
+    if choice is not None:
+        # The very bytes the client offered (names are ASCII tokens).
+        parts = [part.strip(b" \t") for part in value.split(b",")]
+        assert choice.encode("ascii") in parts
+        assert b"Sec-WebSocket-Protocol: " + choice.encode("ascii") in conn.head

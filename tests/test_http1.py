@@ -1,11 +1,12 @@
-"""In-memory tests of HTTP11Connection: no sockets, no asyncio, a fake clock.
+"""HTTP11Connection byte by byte, against a fake host: no sockets, no asyncio.
 
-Each connection is an ``HTTP11Connection`` on a ``StringTransportWithDisconnection``
-whose reactor is a ``twisted.internet.task.Clock``. The application side is a
-:class:`FakeHost`: every request it starts becomes a :class:`FakeInstance` that
-records what the protocol hands it, and the tests play the application by
-calling the request's sink (``handle_reply``, ``application_finished`` ...)
-directly.
+The connection comes from :mod:`tests.harness` (an ``HTTP11Connection`` on a
+``StringTransportWithDisconnection``, reactor a ``Clock``). The application
+side is its :class:`~tests.harness.FakeHost`: every request it starts becomes a
+:class:`~tests.harness.FakeInstance` that records what the protocol hands it,
+and the tests play the application by calling the request's sink
+(``handle_reply``, ``application_finished`` ...) directly. What a real host
+must do alike is in ``test_both_hosts.py``.
 """
 
 from __future__ import annotations
@@ -13,203 +14,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
-from typing import Any
 
-import httptools
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
 
-from daphne.config import Config
 from daphne.hosts import ASGIProtocolError
-from daphne.http.exchange import HTTPExchange
-from daphne.protocols import HTTPFactory, http1_reader
 from daphne.protocols import direct as direct_send
-from daphne.protocols.http1 import HTTP11Connection
-from daphne.protocols.http1_writer import LAST_CHUNK
-
-START = "http.response.start"
-BODY = "http.response.body"
-DISCONNECT = {"type": "http.disconnect"}
-GET = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-
-# -- the application side of the seam ------------------------------------------
-
-
-class FakeInstance:
-    """Records every call the protocol makes on an application instance."""
-
-    def __init__(self, scope: dict, sink: HTTPExchange, put_result: bool) -> None:
-        self.scope = scope
-        self.sink = sink
-        self.events: list[dict] = []
-        #: "pause", "resume" and "disconnected", in call order.
-        self.calls: list[str] = []
-        self.put_result = put_result
-
-    def put(self, event: dict) -> bool:
-        self.events.append(event)
-        return self.put_result
-
-    def pause_sending(self) -> None:
-        self.calls.append("pause")
-
-    def resume_sending(self) -> None:
-        self.calls.append("resume")
-
-    def disconnected(self) -> None:
-        self.calls.append("disconnected")
-
-    # The test plays the application through these.
-
-    def send(self, event: dict) -> None:
-        self.sink.handle_reply(event)
-
-    def start(self, status: int = 200, headers=()) -> None:
-        self.send({"type": START, "status": status, "headers": list(headers)})
-
-    def body(self, body: bytes = b"", more: bool = False) -> None:
-        self.send({"type": BODY, "body": body, "more_body": more})
-
-    def respond(self, body: bytes = b"", status: int = 200, headers=()) -> None:
-        self.start(status, headers)
-        self.body(body)
-
-    def finish(self, exc: BaseException | None = None) -> None:
-        self.sink.application_finished(exc)
-
-    @property
-    def body_received(self) -> bytes:
-        return b"".join(e["body"] for e in self.events if e["type"] == "http.request")
-
-
-class FakeHost:
-    def __init__(self) -> None:
-        self.instances: list[FakeInstance] = []
-        self.put_result = True
-
-    def start(self, scope: dict, sink: HTTPExchange) -> FakeInstance:
-        instance = FakeInstance(scope, sink, self.put_result)
-        self.instances.append(instance)
-        return instance
-
-
-class UnreadTransport(StringTransportWithDisconnection):
-    """A client that stops reading: ``loseConnection`` cannot complete (what is
-    written is never delivered), so the transport only becomes
-    ``disconnecting``; ``abortConnection`` drops it at once."""
-
-    aborted = False
-
-    def loseConnection(self) -> None:
-        self.disconnecting = True
-
-    def abortConnection(self) -> None:
-        self.aborted = True
-        super().loseConnection()
-
-
-class Conn:
-    """One client connection to a protocol under test."""
-
-    def __init__(
-        self,
-        factory: HTTPFactory,
-        transport: StringTransportWithDisconnection | None = None,
-    ) -> None:
-        self.factory = factory
-        self.clock: Clock = factory.reactor
-        self.host: FakeHost = factory.host
-        self.protocol: HTTP11Connection = factory.buildProtocol(None)
-        self.transport = transport or StringTransportWithDisconnection()
-        self.transport.protocol = self.protocol
-        self.protocol.makeConnection(self.transport)
-
-    def send(self, data: bytes) -> None:
-        self.protocol.dataReceived(data)
-
-    def output(self) -> bytes:
-        return self.transport.value()
-
-    @property
-    def open(self) -> bool:
-        return self.transport.connected
-
-    @property
-    def instance(self) -> FakeInstance:
-        assert self.host.instances, "no application instance was started"
-        return self.host.instances[-1]
-
-    def advance(self, seconds: float) -> None:
-        self.clock.advance(seconds)
-
-
-def make_factory(clock: Clock | None = None, **options: Any) -> HTTPFactory:
-    return HTTPFactory(Config(**options), FakeHost(), reactor=clock or Clock())
-
-
-def connect(**options: Any) -> Conn:
-    return Conn(make_factory(**options))
-
-
-# -- parsing what the server wrote -----------------------------------------------
-
-
-@dataclass
-class Response:
-    status: int = 0
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    body: bytes = b""
-    complete: bool = False
-
-    def values(self, name: bytes) -> list[bytes]:
-        return [v for n, v in self.headers if n == name]
-
-    def header(self, name: bytes) -> bytes | None:
-        values = self.values(name)
-        assert len(values) <= 1, f"{name!r} appears {len(values)} times"
-        return values[0] if values else None
-
-
-def parse_responses(data: bytes) -> list[Response]:
-    """Every response in ``data``; raises httptools errors on malformed bytes."""
-    responses: list[Response] = []
-
-    class Callbacks:
-        def on_message_begin(self) -> None:
-            responses.append(Response())
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            responses[-1].headers.append((name.lower(), value))
-
-        def on_headers_complete(self) -> None:
-            responses[-1].status = parser.get_status_code()
-
-        def on_body(self, body: bytes) -> None:
-            responses[-1].body += body
-
-        def on_message_complete(self) -> None:
-            responses[-1].complete = True
-
-    parser = httptools.HttpResponseParser(Callbacks())
-    parser.feed_data(data)
-    return responses
-
-
-def one_response(data: bytes) -> Response:
-    responses = parse_responses(data)
-    assert len(responses) == 1, data
-    assert responses[0].complete, data
-    return responses[0]
-
+from daphne.protocols import http1_reader
+from tests.harness import (
+    BODY,
+    CONTINUE,
+    DISCONNECT,
+    GET,
+    START,
+    Connection,
+    FakeInstance,
+    Harness,
+    UnreadTransport,
+    connect,
+    one_response,
+    parse_responses,
+    pipelined,
+)
 
 # -- request head deadline ------------------------------------------------------------
 
@@ -266,37 +97,6 @@ def test_silent_connection_is_closed_without_response_at_head_timeout():
 # -- idle keep-alive ----------------------------------------------------------------
 
 
-def test_idle_keep_alive_connection_closes_after_keep_alive_timeout():
-    conn = connect(keep_alive_timeout=5, request_head_timeout=10)
-    conn.advance(2)
-    conn.send(GET)
-    conn.instance.respond(b"ok")
-    written = conn.output()
-    conn.advance(4.9)
-    assert conn.open
-    conn.advance(0.2)
-    assert not conn.open
-    assert conn.output() == written  # closed silently
-
-
-def test_new_request_before_idle_deadline_cancels_it():
-    conn = connect(keep_alive_timeout=5)
-    conn.send(GET)
-    conn.instance.respond(b"one")
-    conn.advance(4)
-    conn.send(GET)
-    assert len(conn.host.instances) == 2
-    conn.advance(30)  # no http_timeout: the app may take as long as it likes
-    assert conn.open
-    conn.instance.respond(b"two")
-    responses = parse_responses(conn.output())
-    assert [r.body for r in responses] == [b"one", b"two"]
-    conn.advance(4.9)
-    assert conn.open
-    conn.advance(0.2)
-    assert not conn.open
-
-
 def test_partial_head_on_idle_connection_switches_to_head_deadline():
     conn = connect(keep_alive_timeout=5, request_head_timeout=10)
     conn.send(GET)
@@ -319,7 +119,7 @@ def test_close_is_aborted_when_the_client_does_not_read_after_close_timeout():
     """A response with ``connection: close`` to a client that never reads: the
     close cannot complete, so it becomes an abort after close_timeout (10 s
     by default) instead of holding the connection forever."""
-    conn = Conn(make_factory(), UnreadTransport())
+    conn = connect(UnreadTransport())
     conn.send(GET)
     conn.instance.respond(b"bye", headers=[(b"connection", b"close")])
     assert conn.transport.disconnecting
@@ -333,7 +133,7 @@ def test_close_is_aborted_when_the_client_does_not_read_after_close_timeout():
 
 
 def test_refused_request_to_a_client_that_does_not_read_is_aborted():
-    conn = Conn(make_factory(), UnreadTransport())
+    conn = connect(UnreadTransport())
     conn.send(b"GET / HTTP/1.1\r\n\r\n")  # no Host: 400 and close
     assert one_response(conn.output()).status == 400
     assert conn.transport.disconnecting
@@ -386,57 +186,6 @@ def test_request_arriving_after_shutdown_starts_no_application():
 # -- http_timeout ---------------------------------------------------------------------
 
 
-def test_http_timeout_sends_503_exactly_at_the_timeout():
-    conn = connect(http_timeout=5)
-    conn.send(GET)
-    conn.advance(4.9)
-    assert conn.output() == b""
-    conn.advance(0.1)
-    response = one_response(conn.output())
-    assert response.status == 503
-    assert not conn.open
-    assert DISCONNECT in conn.instance.events
-    assert "disconnected" in conn.instance.calls
-
-
-def test_http_timeout_after_response_started_closes_without_503():
-    conn = connect(http_timeout=5)
-    conn.send(GET)
-    conn.advance(1)
-    conn.instance.start()
-    conn.instance.body(b"partial", more=True)
-    written = conn.output()
-    conn.advance(4)
-    assert not conn.open
-    assert conn.output() == written
-    assert b"503" not in written
-
-
-def test_http_timeout_with_only_response_start_still_sends_503():
-    conn = connect(http_timeout=5)
-    conn.send(GET)
-    conn.instance.start(200)  # head is held back until the first body event
-    conn.advance(5)
-    assert one_response(conn.output()).status == 503
-
-
-def test_http_timeouts_of_two_connections_are_independent():
-    factory = make_factory(http_timeout=5)
-    first = Conn(factory)
-    second = Conn(factory)
-    first.send(GET)
-    factory.reactor.advance(2)
-    second.send(GET)
-    factory.reactor.advance(3)
-    assert one_response(first.output()).status == 503
-    assert second.output() == b""
-    assert second.open
-    factory.reactor.advance(1.9)
-    assert second.output() == b""
-    factory.reactor.advance(0.1)
-    assert one_response(second.output()).status == 503
-
-
 def test_keep_alive_requests_share_one_http_timer():
     conn = connect(http_timeout=5, keep_alive_timeout=60)
 
@@ -460,26 +209,6 @@ def test_keep_alive_requests_share_one_http_timer():
 
 
 # -- pipelining ------------------------------------------------------------------------
-
-
-def pipelined(*paths: bytes) -> bytes:
-    return b"".join(b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % path for path in paths)
-
-
-def test_pipelined_requests_start_one_at_a_time_and_answer_in_order():
-    conn = connect()
-    conn.send(pipelined(b"/1", b"/2", b"/3"))
-    host = conn.host
-    assert [i.scope["path"] for i in host.instances] == ["/1"]
-    host.instances[0].respond(b"first")
-    assert [i.scope["path"] for i in host.instances] == ["/1", "/2"]
-    host.instances[1].respond(b"second")
-    assert len(host.instances) == 3
-    host.instances[2].respond(b"third")
-    responses = parse_responses(conn.output())
-    assert [r.body for r in responses] == [b"first", b"second", b"third"]
-    assert all(r.complete for r in responses)
-    assert conn.open
 
 
 def test_pipelined_requests_pause_reading_until_the_queue_is_empty():
@@ -685,7 +414,7 @@ def test_request_split_anywhere_gives_same_scope_and_body(cuts):
 POST_100 = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n"
 
 
-def assert_body_timeout_in(conn: Conn, seconds: float) -> None:
+def assert_body_timeout_in(conn: Connection, seconds: float) -> None:
     """The stalled body gets its 408 (and the close) ``seconds`` from now."""
     written = conn.output()
     conn.advance(seconds - 0.1)
@@ -867,45 +596,6 @@ def test_body_deadline_starts_when_100_continue_is_sent():
 # -- response framing ----------------------------------------------------------------------
 
 
-def test_one_part_response_gets_content_length():
-    conn = connect()
-    conn.send(GET)
-    conn.instance.respond(b"hello", headers=[(b"content-type", b"text/plain")])
-    response = one_response(conn.output())
-    assert response.header(b"content-length") == b"5"
-    assert response.header(b"transfer-encoding") is None
-    assert response.header(b"content-type") == b"text/plain"
-    assert response.body == b"hello"
-    assert conn.open
-
-
-def test_streamed_response_is_chunked_and_ends_with_last_chunk():
-    conn = connect()
-    conn.send(GET)
-    conn.instance.start()
-    conn.instance.body(b"hello ", more=True)
-    conn.instance.body(b"", more=True)
-    conn.instance.body(b"world", more=True)
-    conn.instance.body(b"")
-    data = conn.output()
-    assert data.endswith(b"\r\n" + LAST_CHUNK)
-    response = one_response(data)
-    assert response.header(b"transfer-encoding") == b"chunked"
-    assert response.header(b"content-length") is None
-    assert response.body == b"hello world"
-    assert conn.open
-
-
-def test_streamed_response_final_event_with_data_ends_the_chunks():
-    conn = connect()
-    conn.send(GET)
-    conn.instance.start()
-    conn.instance.body(b"abc", more=True)
-    conn.instance.body(b"def")
-    assert conn.output().endswith(b"3\r\ndef\r\n" + LAST_CHUNK)
-    assert one_response(conn.output()).body == b"abcdef"
-
-
 def test_app_transfer_encoding_header_is_replaced_by_server_framing():
     conn = connect()
     conn.send(GET)
@@ -929,19 +619,6 @@ def test_http_1_0_streamed_response_is_close_delimited():
     assert b"content-length" not in head.lower()
     assert b"\r\nconnection: close" in head
     assert not conn.open
-
-
-def test_head_response_has_no_body():
-    conn = connect()
-    conn.send(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n")
-    conn.instance.respond(b"hello", headers=[(b"content-length", b"5")])
-    data = conn.output()
-    assert data.endswith(b"\r\n\r\n")
-    assert b"hello" not in data
-    assert b"\r\ncontent-length: 5\r\n" in data
-    assert conn.open
-    conn.send(GET)
-    assert len(conn.host.instances) == 2
 
 
 @pytest.mark.parametrize("status", [204, 304])
@@ -1019,21 +696,6 @@ def test_server_name_none_sends_no_server_header():
 
 
 # -- the application contract -----------------------------------------------------------------
-
-
-def test_exception_before_start_gives_500_without_traceback():
-    conn = connect()
-    conn.send(GET)
-    try:
-        raise RuntimeError("secret-database-password")
-    except RuntimeError as exc:
-        conn.instance.finish(exc)
-    response = one_response(conn.output())
-    assert response.status == 500
-    assert b"secret" not in conn.output()
-    assert b"Traceback" not in conn.output()
-    assert b"RuntimeError" not in conn.output()
-    assert not conn.open
 
 
 def test_app_returning_without_response_gives_500():
@@ -1677,8 +1339,8 @@ def test_failing_access_log_is_contained_and_disabled(caplog):
         calls.append(details)
         raise OSError(28, "No space left on device")
 
-    factory = HTTPFactory(Config(), FakeHost(), reactor=Clock(), access_log=access_log)
-    conn = Conn(factory)
+    conn = Harness(access_log=access_log).conn
+    factory = conn.factory
     with caplog.at_level(logging.ERROR, logger="daphne"):
         conn.send(GET)
         conn.instance.respond(b"first")
@@ -1710,13 +1372,10 @@ def test_failing_access_log_is_contained_and_disabled(caplog):
 )
 def test_access_log_client_address_format(address, expected):
     calls: list[dict] = []
-    factory = HTTPFactory(
-        Config(),
-        FakeHost(),
-        reactor=Clock(),
+    conn = Harness(
         access_log=lambda protocol, action, details: calls.append(details),
-    )
-    conn = Conn(factory, StringTransportWithDisconnection(peerAddress=address))
+        transport=StringTransportWithDisconnection(peerAddress=address),
+    ).conn
     conn.send(GET)
     conn.instance.respond(b"ok")
     conn.instance.finish()
@@ -1759,7 +1418,7 @@ class DirectTCP(StringTransportWithDisconnection):
 def direct(monkeypatch):
     monkeypatch.setattr(direct_send, "DIRECT_TRANSPORTS", (DirectTCP,))
     transport = DirectTCP()
-    conn = Conn(make_factory(), transport)
+    conn = connect(transport)
     conn.send(GET)
     return conn, transport
 
