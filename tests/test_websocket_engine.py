@@ -11,10 +11,10 @@ import pytest
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.internet.task import Clock
 from websockets.frames import Close, Frame, Opcode
-from websockets.streams import StreamReader
 
 from daphne.config import Config
 from daphne.websocket.engine import PRIVATE_NAMES, EngineFactory
+from tests.harness import frame, parse_frames
 
 
 class Owner:
@@ -51,25 +51,9 @@ class Owner:
         self.events.append(("closed", code, reason))
 
     def frames(self) -> list[Frame]:
-        reader = StreamReader()
-        reader.feed_data(bytes(self.written))
-        reader.feed_eof()
+        frames = parse_frames(bytes(self.written))
         self.written.clear()
-        frames = []
-        while True:
-            parser = Frame.parse(reader.read_exact, mask=False)
-            try:
-                next(parser)
-            except StopIteration as done:
-                frames.append(done.value)
-                continue
-            except EOFError:
-                return frames
-            return frames
-
-
-def masked(opcode: Opcode, data: bytes = b"", fin: bool = True) -> bytes:
-    return Frame(opcode, data, fin=fin).serialize(mask=True)
+        return frames
 
 
 @pytest.fixture
@@ -91,13 +75,13 @@ def test_autobahn_still_has_every_private_name_the_adapter_uses(name, engine_and
 def test_engine_starts_open_and_unframes_messages(engine_and_owner):
     engine, owner = engine_and_owner
     assert engine.websocket_protocol_in_use == "chat"
-    engine.feed(masked(Opcode.TEXT, "héllo".encode()))
-    engine.feed(masked(Opcode.BINARY, b"\x00\xff", fin=False))
-    engine.feed(masked(Opcode.CONT, b"!"))
+    engine.feed(frame(Opcode.TEXT, "héllo".encode()))
+    engine.feed(frame(Opcode.BINARY, b"\x00\xff", fin=False))
+    engine.feed(frame(Opcode.CONT, b"!"))
     assert owner.messages == [("héllo".encode(), False), (b"\x00\xff!", True)]
 
 
-def test_engine_frames_outgoing_messages_unmasked(engine_and_owner):
+def test_engine_frames_outgoing_messages_unframe(engine_and_owner):
     engine, owner = engine_and_owner
     engine.send_message(b"hi", binary=False)
     engine.send_message(b"\x01", binary=True)
@@ -109,7 +93,7 @@ def test_engine_frames_outgoing_messages_unmasked(engine_and_owner):
 def test_paused_owner_keeps_later_frames_as_bytes(engine_and_owner):
     engine, owner = engine_and_owner
     owner.pause_on_message = True
-    engine.feed(masked(Opcode.TEXT, b"one") + masked(Opcode.TEXT, b"two"))
+    engine.feed(frame(Opcode.TEXT, b"one") + frame(Opcode.TEXT, b"two"))
     assert owner.messages == [(b"one", False)]  # it stops between frames
     owner.pause_on_message = owner.read_paused = False
     engine.resume()
@@ -120,16 +104,16 @@ def test_close_reports_before_and_after_the_frame(engine_and_owner):
     engine, owner = engine_and_owner
     engine.close(4000, "bye")
     assert owner.events == ["close_sent", "awaiting_close"]
-    (frame,) = owner.frames()
-    assert Close.parse(frame.data) == Close(4000, "bye")
-    engine.feed(masked(Opcode.CLOSE, Close(4000, "").serialize()))
+    (sent,) = owner.frames()
+    assert Close.parse(sent.data) == Close(4000, "bye")
+    engine.feed(frame(Opcode.CLOSE, Close(4000, "").serialize()))
     assert owner.events[-1][0] == "close_transport"  # the handshake is done
 
 
 def test_oversize_message_is_closed_with_1009(engine_and_owner):
     engine, owner = engine_and_owner
-    engine.feed(masked(Opcode.TEXT, b"x" * 2048))
+    engine.feed(frame(Opcode.TEXT, b"x" * 2048))
     assert owner.messages == []
-    (frame,) = owner.frames()
-    assert Close.parse(frame.data).code == 1009
+    (sent,) = owner.frames()
+    assert Close.parse(sent.data).code == 1009
     assert "close_sent" in owner.events
