@@ -71,6 +71,7 @@ def test_tokens_are_matched_in_lists_and_any_case():
         ("GET", "1.1", [*headers(), (b"sec-websocket-key", KEY)], 400),
         ("GET", "1.1", [*headers(), (b"sec-websocket-version", b"13")], 400),
         ("GET", "1.1", [*headers(), (b"origin", b"a"), (b"origin", b"b")], 400),
+        ("GET", "1.1", headers(sec_websocket_version=b"thirteen"), 400),
     ],
     ids=[
         "post",
@@ -86,6 +87,7 @@ def test_tokens_are_matched_in_lists_and_any_case():
         "two-keys",
         "two-versions",
         "two-origins",
+        "version-not-a-number",
     ],
 )
 def test_invalid_requests_are_refused_with_their_status(method, version, pairs, status):
@@ -134,8 +136,32 @@ def test_offered_subprotocols_keep_the_clients_order(names, spacing, lines):
 
 
 def test_duplicate_subprotocols_are_refused():
+    offered = offered_subprotocols([(b"sec-websocket-protocol", b"chat, chat")])
+    with pytest.raises(HandshakeError):
+        check_request("GET", "1.1", headers(), offered)
+
+
+def test_non_token_subprotocols_are_refused():
     with pytest.raises(HTTPError):
-        offered_subprotocols([(b"sec-websocket-protocol", b"chat, chat")])
+        offered_subprotocols([(b"sec-websocket-protocol", b"chat v2")])
+
+
+def test_what_autobahn_let_through_still_passes():
+    """Inputs the handshake accepted before daphne did it itself: repeated
+    extension offers (none is negotiated), draft 8 with repeated Origin
+    (its origin field was Sec-WebSocket-Origin), a version with a zero."""
+    twice = [(b"sec-websocket-extensions", b"permessage-deflate")] * 2
+    assert check_request("GET", "1.1", [*headers(), *twice]) == KEY
+    origins = [(b"origin", b"a"), (b"origin", b"b")]
+    draft8 = headers(sec_websocket_version=b"8")
+    assert check_request("GET", "1.1", [*draft8, *origins]) == KEY
+    with pytest.raises(HandshakeError):
+        check_request(
+            "GET",
+            "1.1",
+            [*draft8, *[(b"sec-websocket-origin", b"a")] * 2],
+        )
+    assert check_request("GET", "1.1", headers(sec_websocket_version=b"013")) == KEY
 
 
 def test_101_carries_the_accept_key_subprotocol_and_headers_as_given():

@@ -703,3 +703,30 @@ def test_any_offered_subprotocol_can_be_accepted(value, pick):
         parts = [part.strip(b" \t") for part in value.split(b",")]
         assert choice.encode("ascii") in parts
         assert b"Sec-WebSocket-Protocol: " + choice.encode("ascii") in conn.head
+
+
+# -- refused before the application hears of it ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        ((b"Version: 13", b"Version: 99"), 400),
+        ((b"GET ", b"POST "), 405),
+        ((b"Version: 13\r\n", b"Version: 13\r\nSec-WebSocket-Protocol: a, a\r\n"), 400),
+    ],
+    ids=["version", "method", "subprotocol-twice"],
+)
+def test_invalid_handshake_is_refused_logged_and_survives_shutdown(change, status):
+    """An invalid handshake is answered as HTTP, logged as a rejected
+    WebSocket, and a graceful shutdown while its error page is still being
+    written (the client has not read it) leaves the connection to close."""
+    conn = ws_connect(transport=UnreadTransport())
+    conn.send(upgrade_request().replace(*change))
+    assert one_response(conn.output()).status == status
+    assert conn.host.instances == []
+    assert [action for _, action, _ in conn.log] == ["rejected"]
+    protocol = conn.protocol
+    assert protocol.closing and not protocol.disconnected
+    protocol.shutdown()  # the server calls this on every connection
+    assert protocol.closing

@@ -183,14 +183,14 @@ class HTTP11Connection(protocol.Protocol):
 
     # -- reading flow control --------------------------------------------------
 
-    def pause_reads(self, reason: ReadPause) -> None:
+    def pause_for(self, reason: ReadPause) -> None:
         if not self.read_pauses and not self.disconnected:
             self.transport.pauseProducing()
             if self.deadline_kind is Deadline.BODY:
                 self.deadline_kind = None  # the client is not the slow one
         self.read_pauses.add(reason)
 
-    def resume_reads(self, reason: ReadPause) -> None:
+    def resume_for(self, reason: ReadPause) -> None:
         if reason in self.read_pauses:
             self.read_pauses.discard(reason)
             if not self.read_pauses and not self.disconnected:
@@ -202,10 +202,10 @@ class HTTP11Connection(protocol.Protocol):
     # (Carrier); HTTP/1.1 answers one of them at a time.
 
     def pause_reading(self, exchange: HTTPExchange | None = None) -> None:
-        self.pause_reads(ReadPause.APP)
+        self.pause_for(ReadPause.APP)
 
     def resume_reading(self, exchange: HTTPExchange | None = None) -> None:
-        self.resume_reads(ReadPause.APP)
+        self.resume_for(ReadPause.APP)
 
     # -- timers ----------------------------------------------------------------
 
@@ -276,12 +276,12 @@ class HTTP11Connection(protocol.Protocol):
             self.begin(request)
         else:
             self.pipeline.append(request)
-            self.pause_reads(ReadPause.PIPELINE)
+            self.pause_for(ReadPause.PIPELINE)
 
     def body_received(self, request: HTTPExchange, body: bytes, more: bool) -> None:
         event = {"type": "http.request", "body": body, "more_body": more}
         if not request.deliver(event):
-            self.pause_reads(ReadPause.APP)
+            self.pause_for(ReadPause.APP)
         if not more:
             if self.deadline_kind is Deadline.BODY:
                 self.deadline_kind = None
@@ -308,14 +308,14 @@ class HTTP11Connection(protocol.Protocol):
             keep_alive = False
         self.request = None
         # A full queue of an instance that is done must not stall the next one.
-        self.resume_reads(ReadPause.APP)
+        self.resume_for(ReadPause.APP)
         if not keep_alive or self.closing or self.draining:
             self.close()
             return
         if self.pipeline:
             self.begin(self.pipeline.pop(0))
             if not self.pipeline:
-                self.resume_reads(ReadPause.PIPELINE)
+                self.resume_for(ReadPause.PIPELINE)
             return
         if self.deferred_error is not None:
             self.request_error(self.deferred_error)
@@ -346,7 +346,7 @@ class HTTP11Connection(protocol.Protocol):
                 self.pipeline.remove(broken)
             reader.parsing = None
             self.deferred_error = error
-            self.pause_reads(ReadPause.ERROR)
+            self.pause_for(ReadPause.ERROR)
             return
         self.closing = True
         logger.info("Refused request from %s: %s", self.client, error)
@@ -360,20 +360,27 @@ class HTTP11Connection(protocol.Protocol):
             self.http_timer.cancel()  # (the WebSocket has timers of its own)
         self.http_timer = None
         reader = self.reader
-        scope, method = reader.websocket_scope, reader.method
-        self.reader = None  # (about 1 KiB per open WebSocket)
+        scope = reader.websocket_scope
         try:
-            key = check_request(method, scope["http_version"], scope["headers"])
+            key = check_request(
+                reader.method,
+                scope["http_version"],
+                scope["headers"],
+                scope["subprotocols"],
+            )
         except HandshakeError as error:
             logger.info(
                 "Refused WebSocket handshake from %s: %s", scope["client"], error
             )
             self.refuse(scope, error.status, str(error), error.headers)
             return
+        # From here on the reader is never used again (about 1 KiB per open
+        # WebSocket): ``reader`` is None exactly when ``websocket`` is set.
+        self.reader = None
         self.websocket = WebSocketSession(self, scope, key, self.factory.engines)
         self.websocket.start(rest)
 
-    def refusal(self, scope: dict) -> HTTPExchange:
+    def denial_exchange(self, scope: dict) -> HTTPExchange:
         """An HTTP exchange that answers a refused WebSocket handshake."""
         request = HTTPExchange(self.writer, {**scope, "method": "GET"}, False, False)
         request.body_complete = True
@@ -384,7 +391,7 @@ class HTTP11Connection(protocol.Protocol):
         self, scope: dict, status: int, detail: str = "", headers: Any = ()
     ) -> HTTPExchange:
         """Answer a WebSocket handshake with an error page and close."""
-        request = self.refusal(scope)
+        request = self.denial_exchange(scope)
         request.state = ResponseState.FAILED
         self.writer.write_error(request, status, detail, headers)
         return request

@@ -143,6 +143,8 @@ class ResponseWriter:
         """Send a complete error response and close the connection."""
         conn = self.conn
         if request is not None and (request is not conn.request or conn.disconnected):
+            # Only the exchange being answered may write; any other one can
+            # only get here once the connection is gone.
             return
         content_type, body = error_page(status, detail)
         head = [STATUS_LINES[status]]

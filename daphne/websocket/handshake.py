@@ -20,16 +20,16 @@ from ..utils import header_problem, is_valid_header_name
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 #: Protocol versions understood (RFC 6455 is 13; 8 is its last draft, which
-#: frames the same way).
-VERSIONS = (b"13", b"8")
+#: frames the same way), and the header that says so to other clients.
+VERSIONS = (13, 8)
+VERSIONS_HEADER = (b"Sec-WebSocket-Version", b"13, 8")
 
-#: Fields a handshake may carry once at most.
-SINGLE_FIELDS = (
-    b"sec-websocket-version",
-    b"sec-websocket-key",
-    b"sec-websocket-extensions",
-    b"origin",
-)
+#: Fields a handshake may carry once at most. (Extension offers are not
+#: read: none is negotiated.)
+SINGLE_FIELDS = (b"sec-websocket-version", b"sec-websocket-key")
+
+#: The origin field of each version (draft 8 named it differently).
+ORIGIN_FIELDS = {13: b"origin", 8: b"sec-websocket-origin"}
 
 #: The WebSocket scheme for the connection's HTTP scheme.
 WEBSOCKET_SCHEMES = {"http": "ws", "https": "wss"}
@@ -69,10 +69,7 @@ def offered_subprotocols(headers: list[tuple[bytes, bytes]]) -> list[str]:
                     continue
                 if not is_valid_header_name(token):
                     raise HTTPError("Invalid Sec-WebSocket-Protocol name")
-                text = token.decode("ascii")
-                if text in names:
-                    raise HTTPError(f"Duplicate subprotocol {text!r} offered")
-                names.append(text)
+                names.append(token.decode("ascii"))
     return names
 
 
@@ -91,9 +88,12 @@ def _tokens(values: list[bytes]) -> set[bytes]:
     return {t.strip(b" \t").lower() for value in values for t in value.split(b",")}
 
 
-def check_request(method: str, http_version: str, headers: Any) -> bytes:
-    """Check an upgrade request against RFC 6455 section 4.2.1; return the
-    client's key, or raise :class:`HandshakeError`."""
+def check_request(
+    method: str, http_version: str, headers: Any, subprotocols: Any = ()
+) -> bytes:
+    """Check an upgrade request (its header pairs and the subprotocols it
+    offers) against RFC 6455 section 4.2.1; return the client's key, or raise
+    :class:`HandshakeError`."""
     if method != "GET":
         raise HandshakeError(f"WebSocket handshake with method {method}", 405)
     if http_version != "1.1":
@@ -114,14 +114,21 @@ def check_request(method: str, http_version: str, headers: Any) -> bytes:
     for name in SINGLE_FIELDS:
         if len(fields.get(name, ())) > 1:
             raise HandshakeError(f"More than one {name.decode()} header")
-    version = fields.get(b"sec-websocket-version")
-    if not version:
+    field = fields.get(b"sec-websocket-version")
+    if not field:
         raise HandshakeError("WebSocket handshake without Sec-WebSocket-Version")
-    if version[0] not in VERSIONS:
+    try:
+        version = int(field[0])
+    except ValueError:
+        raise HandshakeError("Invalid Sec-WebSocket-Version") from None
+    if version not in VERSIONS:
         raise HandshakeError(
-            "Unsupported WebSocket version",
-            headers=[(b"Sec-WebSocket-Version", b", ".join(VERSIONS))],
+            f"Unsupported WebSocket version {version}", headers=[VERSIONS_HEADER]
         )
+    if len(fields.get(ORIGIN_FIELDS[version], ())) > 1:
+        raise HandshakeError("More than one origin header")
+    if len(set(subprotocols)) != len(subprotocols):
+        raise HandshakeError("A subprotocol is offered twice")
     key = fields.get(b"sec-websocket-key")
     if not key:
         raise HandshakeError("WebSocket handshake without Sec-WebSocket-Key")

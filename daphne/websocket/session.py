@@ -130,8 +130,9 @@ class Carrier(Protocol):
 
     def unregister_producer(self) -> None: ...
 
-    def refusal(self, scope: dict) -> HTTPExchange:
-        """An exchange that answers the refused handshake as plain HTTP."""
+    def denial_exchange(self, scope: dict) -> HTTPExchange:
+        """An exchange that answers the held handshake as plain HTTP (the
+        ``websocket.http.response`` denial extension)."""
 
     def refuse(
         self, scope: dict, status: int, detail: str = "", headers: Any = ()
@@ -327,7 +328,7 @@ class WebSocketSession:
                 # (The connect timer keeps running until the response is
                 # complete: a denial that stalls is cut off too.)
                 self.phase = Phase.REFUSED
-                self.refusal = self.conn.refusal(self.scope)
+                self.refusal = self.conn.denial_exchange(self.scope)
                 self.refusal.handle_reply({**event, "type": "http.response.start"})
             else:
                 self.fail(f"Unexpected ASGI event {kind!r} before the handshake")
