@@ -279,7 +279,12 @@ class Server:
                 len(connections),
             )
         for conn in list(connections):
-            conn.shutdown()
+            try:
+                conn.shutdown()
+            except Exception:
+                # A bug in one connection must not keep the others open.
+                logger.exception("Could not drain a connection; closing it")
+                conn.transport.abortConnection()
         deadline = loop.time() + self.config.shutdown_timeout
         try:
             await asyncio.wait_for(

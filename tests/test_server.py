@@ -4,7 +4,9 @@ over real sockets."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import signal
 import socket
@@ -15,6 +17,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from twisted.internet import defer
 
 from daphne.config import Config
 from daphne.server import Server, ServerError
@@ -605,3 +608,55 @@ def test_server_uses_the_reactors_loop_not_the_current_one(tmp_path):
             proc.wait()
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_a_connection_that_fails_to_drain_does_not_stop_the_shutdown(caplog):
+    """One connection's shutdown raising must not leave the others undrained
+    or skip the rest of the shutdown: it is logged and that one is aborted."""
+
+    class Transport:
+        aborted = False
+
+        def abortConnection(self) -> None:
+            self.aborted = True
+
+    class Conn:
+        def __init__(self, fails: bool) -> None:
+            self.fails = fails
+            self.drained = False
+            self.transport = Transport()
+
+        def shutdown(self) -> None:
+            if self.fails:
+                raise AttributeError("a bug")
+            self.drained = True
+
+    class Factory:
+        connections: set = set()
+
+        def when_empty(self) -> defer.Deferred:
+            return defer.succeed(None)
+
+    class Host:
+        loop: asyncio.AbstractEventLoop
+        closed = False
+
+        async def close(self, timeout: float) -> None:
+            self.closed = True
+
+    bad, good = Conn(fails=True), Conn(fails=False)
+    server = Server(_app, endpoints=["tcp:0"], signal_handlers=False)
+    server.factory = Factory()
+    server.factory.connections = {bad, good}
+    server.host = Host()
+    server.lifespan = None
+    loop = asyncio.new_event_loop()
+    server.host.loop = loop
+    try:
+        with caplog.at_level(logging.ERROR, logger="daphne"):
+            loop.run_until_complete(server._shutdown())
+    finally:
+        loop.close()
+    assert good.drained and bad.transport.aborted
+    assert server.host.closed
+    assert "Could not drain a connection" in caplog.text
