@@ -1,7 +1,8 @@
 """The ``daphne`` command line: arguments to a Config, the target, and a Server.
 
 Every bad input ends in one line on stderr and a non-zero exit status, never
-a traceback. The options themselves, and the parser that reads them, are in
+a traceback; an exception from the user's own code is shown with the
+traceback of the user's frames only (see :meth:`CommandLineInterface.report`). The options themselves, and the parser that reads them, are in
 :mod:`daphne.cli_options`.
 """
 
@@ -23,7 +24,12 @@ from .hosts.detect import INTERFACE_NAMES, TargetError, detect_interface
 from .hosts.layer import LAYER_HTTP_TIMEOUT, layer_config
 from .layers import compat as layers_compat
 from .server import Server, ServerError, install_reactor
-from .utils import ImportTargetError, import_by_path
+from .utils import (
+    ImportTargetError,
+    import_by_path,
+    raised_in_user_code,
+    user_traceback,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -98,16 +104,34 @@ class CommandLineInterface:
                 options.application,
             )
             self.server.run()
-        except (
-            ConfigError,
-            ImportTargetError,
-            ServerError,
-            TargetError,
-            ValueError,
-        ) as exc:
+        except Exception as exc:
+            if not self.report(exc, options.application):
+                raise  # a bug in daphne: its whole traceback
+
+    #: Errors whose message is the whole story, unless the user's code caused
+    #: them (then their ``__cause__`` is what the user's code raised).
+    expected_errors = (ConfigError, ImportTargetError, ServerError, TargetError)
+
+    def report(self, exc: Exception, target: str) -> bool:
+        """Report a failure to start and exit, or return False for a bug.
+
+        Bad input is one line. An exception from the user's code (importing
+        the target, telling its kind, its lifespan startup) also shows where
+        it came from: its traceback without daphne's frames."""
+        expected = isinstance(exc, self.expected_errors)
+        cause = exc.__cause__ if expected else exc
+        if cause is not None and raised_in_user_code(cause):
+            print(user_traceback(cause), end="", file=sys.stderr)
+            if expected:
+                self.fail(str(exc))
+            self.fail(f"Error in {target}: {type(exc).__name__}: {exc}")
+        if expected or isinstance(exc, ValueError):
+            # (ValueError: daphne's own checks of the command-line values.)
             self.fail(str(exc))
+        return False
 
     def fail(self, message: str) -> NoReturn:
+        message = " ".join(message.split())
         print(f"daphne: error: {message}", file=sys.stderr)
         raise SystemExit(1)
 

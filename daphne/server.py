@@ -24,6 +24,7 @@ from .hosts.app import AppHost, Lifespan, LifespanFailure
 from .hosts.detect import INTERFACE_NAMES, TargetError, detect_interface
 from .hosts.layer import LayerHost, layer_config
 from .protocols import HTTPFactory
+from .utils import user_traceback
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +218,7 @@ class Server:
             for description, endpoint in self._endpoints:
                 await self._listen(description, endpoint)
         except (ServerError, LifespanFailure, EndpointError) as exc:
-            self._fail(str(exc))
+            self._fail(str(exc), exc.__cause__)
             return
         except Exception as exc:  # a bug, but the server must still exit
             logger.exception("Server start-up failed")
@@ -243,9 +244,11 @@ class Server:
             where = f"{address.host}:{address.port}"
         logger.info("Listening on %s at %s", description, where)
 
-    def _fail(self, message: str) -> None:
-        # run() raises it; whoever called run() reports it, once.
+    def _fail(self, message: str, cause: BaseException | None = None) -> None:
+        # run() raises it; whoever called run() reports it, once. The cause
+        # (an exception from the application) says where the failure began.
         self.error = ServerError(message)
+        self.error.__cause__ = cause
         self.stop()
 
     @property
@@ -308,4 +311,7 @@ class Server:
                     self.config.shutdown_timeout,
                 )
             except LifespanFailure as exc:
-                logger.error("%s", exc)
+                if exc.__cause__ is None:
+                    logger.error("%s", exc)
+                else:  # raised by the application: show where
+                    logger.error("%s\n%s", exc, user_traceback(exc.__cause__))

@@ -4,7 +4,9 @@ This module holds three unrelated groups of helpers:
 
 * ``import_by_path`` resolves ``"module.path:object.path"`` strings (used by
   the command line to find the ASGI application) and turns every failure into
-  an ``ImportTargetError`` with a one-line message.
+  an ``ImportTargetError`` with a one-line message; when the failure is in the
+  user's own code, that exception is its ``__cause__``, and
+  ``user_traceback`` shows where it was raised without daphne's frames.
 * ``is_valid_header_name``, ``is_valid_header_value`` and ``is_valid_host``
   check raw header bytes on the request hot path.
 * ``parse_x_forwarded_for`` extracts the client address and scheme that a
@@ -14,7 +16,9 @@ This module holds three unrelated groups of helpers:
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import traceback
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -26,6 +30,9 @@ __all__ = [
     "is_valid_header_value",
     "is_valid_host",
     "parse_x_forwarded_for",
+    "raised_in_user_code",
+    "user_location",
+    "user_traceback",
 ]
 
 
@@ -35,7 +42,66 @@ __all__ = [
 
 
 class ImportTargetError(ValueError):
-    """An import target string could not be resolved to an object."""
+    """An import target string could not be resolved to an object.
+
+    When the target was found but its own code failed (an exception while
+    importing it, or in a module ``__getattr__``), ``__cause__`` is the
+    exception that code raised."""
+
+
+# Frames that are not the user's: daphne's own and the import machinery's.
+_INTERNAL_PREFIXES = (
+    os.path.dirname(os.path.abspath(__file__)) + os.sep,
+    os.path.dirname(os.path.abspath(importlib.__file__)) + os.sep,
+    "<frozen importlib.",
+)
+
+
+def _is_internal(filename: str) -> bool:
+    return filename.startswith(_INTERNAL_PREFIXES)
+
+
+def raised_in_user_code(exc: BaseException) -> bool:
+    """Whether ``exc`` went through code that is neither daphne's nor the
+    import machinery's (or is a syntax error in such a file)."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return not _is_internal(exc.filename)
+    return user_location(exc) is not None
+
+
+def user_location(exc: BaseException) -> str | None:
+    """``file:line`` of the innermost frame of the user's code in ``exc``'s
+    traceback, or None when it went through none."""
+    location = None
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if not _is_internal(filename):
+            location = f"{filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return location
+
+
+def user_traceback(exc: BaseException) -> str:
+    """``exc`` formatted as Python prints it, chained exceptions included,
+    with daphne's and the import machinery's frames left out."""
+    formatted = traceback.TracebackException.from_exception(exc)
+    pending, seen = [formatted], set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.stack = traceback.StackSummary.from_list(
+            [frame for frame in current.stack if not _is_internal(frame.filename)]
+        )
+        pending.extend(
+            chained
+            for chained in (current.__cause__, current.__context__)
+            if chained is not None
+        )
+        pending.extend(getattr(current, "exceptions", None) or ())
+    return "".join(formatted.format())
 
 
 def _one_line(exc: BaseException) -> str:
@@ -77,23 +143,25 @@ def import_by_path(path: str) -> object:
     try:
         target: Any = importlib.import_module(module_path)
     except ModuleNotFoundError as exc:
-        # Only report "cannot import" when the missing module is the target or
-        # one of its parent packages; otherwise the target exists but one of
-        # its own imports is broken, which deserves a different message.
+        # "Cannot import" only when the missing module is the target or one of
+        # its parent packages, found missing by the import machinery itself;
+        # a package missing for the user's own code is the user's error.
         missing = exc.name or ""
-        if module_path == missing or module_path.startswith(missing + "."):
+        if (
+            module_path == missing or module_path.startswith(missing + ".")
+        ) and not raised_in_user_code(exc):
             raise ImportTargetError(
                 f"Cannot import {module_path!r}: {_one_line(exc)}"
             ) from None
         raise ImportTargetError(
             f"Error while importing module {module_path!r}: "
             f"{type(exc).__name__}: {_one_line(exc)}"
-        ) from None
+        ) from exc
     except Exception as exc:  # noqa: BLE001 - any import failure becomes one line
         raise ImportTargetError(
             f"Error while importing module {module_path!r}: "
             f"{type(exc).__name__}: {_one_line(exc)}"
-        ) from None
+        ) from exc
 
     parts = object_path.split(".")
     for index, attribute in enumerate(parts):
@@ -108,7 +176,7 @@ def import_by_path(path: str) -> object:
             raise ImportTargetError(
                 f"Error while looking up {'.'.join(parts[: index + 1])!r} "
                 f"in module {module_path!r}: {type(exc).__name__}: {_one_line(exc)}"
-            ) from None
+            ) from exc
     return target
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from asgiref.compatibility import double_to_single_callable, guarantee_single_callable
 
 from ..config import Config
+from ..utils import user_location
 from . import Event, Scope, Sink
 
 logger = logging.getLogger(__name__)
@@ -248,16 +249,19 @@ class Lifespan:
             exc = reply["exc"]
             if self.mode == "auto" and phase == "startup" and not reply["answered"]:
                 logger.info(
-                    "The application does not support lifespan (%s: %s); "
+                    "The application does not support lifespan (%s: %s, at %s); "
                     "not sending lifespan events",
                     type(exc).__name__,
                     exc,
+                    user_location(exc),
                 )
                 self.supported = False
                 return
+            # (The exception is the cause: whoever reports this failure can
+            # show where in the application it was raised.)
             raise LifespanFailure(
                 f"Lifespan {phase} failed: {type(exc).__name__}: {exc}"
-            )
+            ) from exc
         if kind == "returned":
             self.supported = False
             if phase == "startup" and self.mode == "on":
