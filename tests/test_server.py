@@ -183,14 +183,18 @@ def test_lifespan_startup_and_shutdown_events_are_sent(tmp_path):
     assert log.read_text().split() == ["lifespan.startup", "lifespan.shutdown"]
 
 
-def test_lifespan_on_with_an_app_raising_exits_with_one_line():
+def test_lifespan_on_with_an_app_raising_exits_showing_where():
+    """One error line, last, after the traceback of the application's own
+    frames (see tests/test_cli_user_errors.py for more of those)."""
     with run_daphne(
         "--lifespan", "on", app="tests.cli_apps:lifespan_raises", listen=False
     ) as server:
         code = server.wait()
     assert code not in (0, None)
     stderr = "\n".join(server.stderr)
-    assert "Traceback" not in stderr
+    assert "Traceback" in stderr
+    assert 'cli_apps.py", line ' in stderr
+    assert 'daphne/hosts' not in stderr
     errors = [line for line in server.stderr if line.startswith("daphne: error:")]
     assert len(errors) == 1, server.stderr
     assert server.stderr[-1] == errors[0]
