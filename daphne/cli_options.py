@@ -180,6 +180,7 @@ def _add_http_options(
         "the scope); a Daphne-Root-Path request header overrides it",
     )
     http.add_argument(
+        "-s",
         "--server-name",
         default=defaults.server_name,
         metavar="NAME",

@@ -302,6 +302,14 @@ def test_no_server_name_sends_none(cli_run):
     assert kwargs["server_name"] is None
 
 
+@pytest.mark.parametrize("spelling", ["-s", "--server-name"])
+def test_server_name_both_spellings(cli_run, spelling):
+    """-s is Daphne 4's short form of --server-name."""
+    kwargs = cli_run(spelling, "example-server")
+    assert kwargs["config"].server_name == "example-server"
+    assert kwargs["server_name"] == "example-server"
+
+
 @pytest.mark.parametrize("spelling", ["--websocket_timeout", "--websocket-timeout"])
 def test_websocket_timeout_both_spellings(cli_run, spelling):
     assert cli_run(spelling, "123")["config"].websocket_timeout == 123.0
@@ -405,6 +413,7 @@ HELP_OPTIONS = [
     "--proxy-headers",
     "--proxy-headers-host",
     "--proxy-headers-port",
+    "-s",
     "--server-name",
     "--no-server-name",
     "--lifespan",
