@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 from typing import Any, TextIO
 
-__all__ = ["AccessLogGenerator", "format_client"]
+__all__ = ["AccessLogGenerator", "describe_client", "format_client"]
 
 # Month names are spelled out here rather than using strftime's %b, which
 # follows the process locale.
@@ -45,6 +45,12 @@ def format_client(client: list | None) -> str | None:
     if ":" in client[0]:
         return f"[{client[0]}]:{client[1]}"
     return f"{client[0]}:{client[1]}"
+
+
+def describe_client(client: list | None) -> str:
+    """A scope's ``client`` for log messages: as :func:`format_client`, or
+    ``a UNIX socket peer`` when there is no address."""
+    return format_client(client) or "a UNIX socket peer"
 
 
 class AccessLogGenerator:

@@ -9,6 +9,7 @@ plugin in ``daphne/twisted/plugins/fd_endpoint.py`` reuses the same code.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from typing import Any
 
@@ -158,6 +159,56 @@ def fd_endpoint(reactor: Any, *args: Any, **kwargs: Any) -> AdoptedStreamServerE
     return AdoptedStreamServerEndpoint(reactor, fileno, family)
 
 
+def _raw_fields(description: str) -> list[str]:
+    """``description`` split at its unescaped colons, escapes kept."""
+    fields = [""]
+    escaped = False
+    for char in description:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ":":
+            fields.append("")
+            continue
+        fields[-1] += char
+    return fields
+
+
+def _is_keyword(field: str) -> bool:
+    """Whether a raw field is ``name=value`` (an unescaped ``=``)."""
+    return "=" in field.replace("\\\\", "").replace("\\=", "")
+
+
+def _escape_interface(description: str) -> tuple[str, str | None]:
+    """Escape an IPv6 address written bare in ``interface=`` (Twisted reads
+    its colons as separators); brackets around it are accepted too.
+
+    Returns the description, and the interface value that was split at bare
+    colons but is not an IPv6 address (for an error message), if any. The
+    fields after ``interface=`` up to the next keyword field are its value:
+    a positional field after a keyword one is never meant in practice, and
+    an unescaped address could not have worked before."""
+    fields = _raw_fields(description)
+    for index, field in enumerate(fields):
+        if not field.startswith("interface="):
+            continue
+        end = index + 1
+        while end < len(fields) and not _is_keyword(fields[end]):
+            end += 1
+        if end == index + 1:
+            return description, None  # one field: nothing was split
+        value = ":".join(fields[index:end])[len("interface=") :]
+        address = value[1:-1] if value[:1] == "[" and value[-1:] == "]" else value
+        try:
+            ipaddress.IPv6Address(address)
+        except ValueError:
+            return description, value
+        fields[index:end] = [f"interface={_quote(address)}"]
+        return ":".join(fields), None
+    return description, None
+
+
 def server_endpoint(reactor: Any, description: str) -> IStreamServerEndpoint:
     """Return a server endpoint for a Twisted endpoint description string.
 
@@ -172,10 +223,20 @@ def server_endpoint(reactor: Any, description: str) -> IStreamServerEndpoint:
             return fd_endpoint(reactor, *args, **kwargs)
         except EndpointError as exc:
             raise EndpointError(f"Invalid endpoint {description!r}: {exc}") from None
+    escaped, split_value = _escape_interface(description)
     try:
-        return serverFromString(reactor, description)
+        return serverFromString(reactor, escaped)
     except Exception as exc:  # noqa: BLE001
         # Twisted reports bad descriptions as ValueError, KeyError or
         # TypeError depending on which stage of parsing rejects them.
         reason = " ".join(str(exc).split()) or type(exc).__name__
+        if split_value is not None and (
+            split_value.count(":") > 1 or split_value[:1] == "["
+        ):
+            # Meant as an IPv6 address, but not one.
+            reason = (
+                f"interface={split_value} is not an IPv6 address (an IPv6 "
+                "interface is written interface=::1, interface=[::1] or "
+                "interface=\\:\\:1)"
+            )
         raise EndpointError(f"Invalid endpoint {description!r}: {reason}") from None

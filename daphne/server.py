@@ -18,6 +18,7 @@ from typing import Any
 
 from twisted.internet import defer
 
+from .access import format_client
 from .config import Config
 from .endpoints import EndpointError, server_endpoint
 from .hosts.app import AppHost, Lifespan, LifespanFailure
@@ -237,11 +238,12 @@ class Server:
             raise ServerError(f"Cannot listen on {description}: {exc}") from None
         self.listeners.append(port)
         address = port.getHost()
-        where = getattr(address, "name", None)
-        if isinstance(where, bytes):
-            where = os.fsdecode(where)
-        if where is None:
-            where = f"{address.host}:{address.port}"
+        host = getattr(address, "host", None)
+        if host is not None:  # [host]:port for IPv6
+            where = format_client([host, address.port])
+        else:
+            name = getattr(address, "name", None)
+            where = os.fsdecode(name) if name else "an unnamed UNIX socket"
         logger.info("Listening on %s at %s", description, where)
 
     def _fail(self, message: str, cause: BaseException | None = None) -> None:

@@ -344,3 +344,42 @@ def test_plugin_via_server_from_string(fd_plugin, tcp_socket, template):
 def test_plugin_rejects_bad_arguments(fd_plugin):
     with pytest.raises(EndpointError, match="fileno must be a non-negative integer"):
         serverFromString(MemoryReactor(), "fd:fileno=nope")
+
+
+# --------------------------------------------------------------------------
+# IPv6 interfaces written bare in -e strings
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("description", "interface", "backlog"),
+    [
+        ("tcp:8445:interface=::1", "::1", 50),
+        ("tcp:8445:interface=[::1]", "::1", 50),
+        (r"tcp:8445:interface=\:\:1", "::1", 50),
+        ("tcp:port=8445:interface=fe80::1%lo", "fe80::1%lo", 50),
+        ("tcp:8445:interface=::ffff:127.0.0.1:backlog=7", "::ffff:127.0.0.1", 7),
+        ("tcp:8445:interface=2001:db8::1:backlog=7", "2001:db8::1", 7),
+        ("tcp:8445:interface=::", "::", 50),
+        # Positional port after the keyword: not an address, left as it was.
+        ("tcp:interface=127.0.0.1:8445", "127.0.0.1", 50),
+    ],
+)
+def test_bare_ipv6_interface_is_accepted(description, interface, backlog):
+    """Twisted reads an unescaped ':' as a separator; an interface value that
+    only makes sense as one IPv6 address is read as that address."""
+    endpoint = server_endpoint(MemoryReactor(), description)
+    assert isinstance(endpoint, TCP4ServerEndpoint)
+    assert endpoint._port == 8445
+    assert endpoint._interface == interface
+    assert endpoint._backlog == backlog
+
+
+@pytest.mark.parametrize(
+    "description", ["tcp:8445:interface=::1::2", "tcp:8445:interface=[::1"]
+)
+def test_bare_interface_that_is_no_ipv6_address_is_explained(description):
+    message = endpoint_error(description)
+    assert "is not an IPv6 address" in message
+    assert r"interface=\:\:1" in message
+    assert "_parseTCP" not in message

@@ -194,7 +194,7 @@ def test_lifespan_on_with_an_app_raising_exits_showing_where():
     stderr = "\n".join(server.stderr)
     assert "Traceback" in stderr
     assert 'cli_apps.py", line ' in stderr
-    assert 'daphne/hosts' not in stderr
+    assert "daphne/hosts" not in stderr
     errors = [line for line in server.stderr if line.startswith("daphne: error:")]
     assert len(errors) == 1, server.stderr
     assert server.stderr[-1] == errors[0]

@@ -25,6 +25,7 @@ from twisted.internet.interfaces import IPushProducer, ISSLTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ..access import describe_client
 from ..http.errors import HTTPError, RequestTimeout
 from ..http.exchange import HTTPExchange, ResponseState
 from ..http.scope import format_address
@@ -334,7 +335,9 @@ class HTTP11Connection(protocol.Protocol):
         reader = self.reader
         if request is not None and request is reader.parsing:
             # The body of the request being answered is broken.
-            logger.info("Refused request body from %s: %s", self.client, error)
+            logger.info(
+                "Refused request body from %s: %s", describe_client(self.client), error
+            )
             self.closing = True
             request.abort(error.status)
             return
@@ -349,7 +352,7 @@ class HTTP11Connection(protocol.Protocol):
             self.pause_for(ReadPause.ERROR)
             return
         self.closing = True
-        logger.info("Refused request from %s: %s", self.client, error)
+        logger.info("Refused request from %s: %s", describe_client(self.client), error)
         self.writer.write_error(None, error.status, str(error), error.headers)
 
     # -- WebSocket hand-over (this connection is the session's carrier) -------
@@ -370,7 +373,9 @@ class HTTP11Connection(protocol.Protocol):
             )
         except HandshakeError as error:
             logger.info(
-                "Refused WebSocket handshake from %s: %s", scope["client"], error
+                "Refused WebSocket handshake from %s: %s",
+                describe_client(scope["client"]),
+                error,
             )
             self.refuse(scope, error.status, str(error), error.headers)
             return

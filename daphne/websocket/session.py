@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from twisted.python.failure import Failure
 
-from ..access import format_client
+from ..access import describe_client, format_client
 from ..config import Config
 from ..hosts import ASGIProtocolError, ClientDisconnected, Event, Host, Instance
 from ..http.exchange import HTTPExchange
@@ -222,7 +222,7 @@ class WebSocketSession:
             if len(self.early) > MAX_EARLY_DATA:
                 logger.info(
                     "WebSocket client %s sent too much before the handshake",
-                    self.scope["client"],
+                    describe_client(self.scope["client"]),
                 )
                 self.conn.transport.abortConnection()
         # Refused or closed: the connection is closing; nothing is read.
