@@ -152,8 +152,13 @@ class HTTP11Connection(protocol.Protocol):
         if self.http_timer is not None and self.http_timer.active():
             self.http_timer.cancel()
         self.http_timer = None
-        if self.request is not None:
-            self.request.gone = True
+        current = self.request
+        if current is not None:
+            current.gone = True
+            if current.state is ResponseState.BODY:
+                # The client left mid-body: log what it was sent (the
+                # exchange writes nothing more, so this is its one line).
+                self.factory.log_exchange(current)
         for request in self.running:
             request.gone = True
             request.instance.put({"type": "http.disconnect"})
@@ -444,7 +449,10 @@ class HTTP11Connection(protocol.Protocol):
 
     def reset(self, request: HTTPExchange) -> None:
         """Abandon a response that already started: deliver what was sent
-        (the client sees it cut short), then close."""
+        (the client sees it cut short), log it, then close."""
+        if request is self.request and not self.disconnected:
+            # (Once disconnected, connectionLost has logged it.)
+            self.factory.log_exchange(request)
         self.finish(request, keep_alive=False)
 
     def application_ended(self, request: HTTPExchange) -> None:
