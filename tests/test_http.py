@@ -303,11 +303,30 @@ def test_content_length_with_transfer_encoding_is_refused(server):
 
 
 @pytest.mark.parametrize(
-    "coding", ["gzip", "gzip, chunked", "chunked, gzip", "identity", "chunkedx"]
+    "coding",
+    [
+        "gzip",
+        "chunked, gzip",
+        "identity",
+        "chunkedx",
+        "chunked;x=1",
+        "chunked, chunked",
+    ],
 )
-def test_unsupported_transfer_encoding_is_refused(server, coding):
+def test_transfer_encoding_not_ending_in_chunked_is_400(server, coding):
+    """RFC 9112 section 6.1: chunked not the final coding (or twice): the
+    body length cannot be known, so 400 and close."""
     data = request("POST", "/echo", [("Transfer-Encoding", coding)], b"0\r\n\r\n")
-    assert_refused(server.port, data, statuses=(400, 501))
+    assert_refused(server.port, data, statuses=(400,))
+
+
+@pytest.mark.parametrize("coding", ["gzip, chunked", "identity,chunked"])
+def test_transfer_coding_before_chunked_is_501(server, coding):
+    """Framed by chunked, but with a coding daphne does not decode: 501
+    (RFC 9112 section 6.1), and close."""
+    data = request("POST", "/echo", [("Transfer-Encoding", coding)], b"0\r\n\r\n")
+    response = assert_refused(server.port, data, statuses=(501,))
+    assert "Unsupported transfer coding" in response.body.decode()
 
 
 def test_duplicate_transfer_encoding_is_refused(server):

@@ -25,6 +25,23 @@ from ..websocket.handshake import websocket_scope
 logger = logging.getLogger(__name__)
 
 
+def check_transfer_codings(value: bytes) -> None:
+    """Refuse a request ``Transfer-Encoding`` other than plain ``chunked``.
+
+    RFC 9112 section 6.1: when chunked is not the final coding (``identity``,
+    ``gzip``, ``chunked, gzip``, or chunked twice) the body length cannot be
+    determined: 400, and the connection closes. With chunked last but another
+    coding before it (``gzip, chunked``) the framing is clear but daphne does
+    not decode transfer codings, and the application must not get the coded
+    bytes as the body: 501, the answer section 6.1 gives for a coding the
+    server does not understand (RFC 9110 section 15.6.2), also closing."""
+    codings = [name for coding in value.lower().split(b",") if (name := coding.strip())]
+    if not codings or codings[-1] != b"chunked" or codings.count(b"chunked") > 1:
+        raise HTTPError("Transfer-Encoding must end with a single chunked")
+    unknown = b", ".join(codings[:-1]).decode("latin-1")
+    raise HTTPError(f"Unsupported transfer coding {unknown}", 501)
+
+
 class RequestReader(RequestHead):
     """Parses one connection's requests; ``conn`` is its HTTP11Connection.
 
@@ -151,9 +168,7 @@ class RequestReader(RequestHead):
             # RFC 9112 6.1: an HTTP/1.0 peer may frame this differently.
             raise HTTPError("Transfer-Encoding in an HTTP/1.0 request")
         if te is not None and te.strip().lower() != b"chunked":
-            # RFC 9112 6.1: only chunked is understood; anything else cannot
-            # be framed safely.
-            raise HTTPError("Unsupported Transfer-Encoding", 501)
+            check_transfer_codings(te)
         request = HTTPExchange(
             conn.writer,
             self.scope(method, version),
