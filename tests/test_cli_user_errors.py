@@ -132,3 +132,12 @@ def test_lifespan_unsupported_in_auto_mode_says_where(tmp_path):
         line = server.wait_for_line("does not support lifespan", stream="stderr")
     assert f"{BROKEN / 'lifespan.py'}:7" in line
     assert "the cache server is down" in line
+
+
+def test_lifespan_shutdown_exception_is_logged_with_where():
+    with run_daphne(app="tests.cli_broken.lifespan:shutdown_raises") as server:
+        server.stop()
+    stderr = "\n".join(server.stderr)
+    assert "Lifespan shutdown failed: RuntimeError: could not flush" in stderr
+    assert f'File "{BROKEN / "lifespan.py"}", line 28, in shutdown_raises' in stderr
+    assert str(ROOT / "daphne") not in stderr

@@ -17,3 +17,12 @@ class _Lazy:
 
 
 lazy = _Lazy()
+
+
+async def shutdown_raises(scope, receive, send):
+    if scope["type"] != "lifespan":
+        return
+    await receive()
+    await send({"type": "lifespan.startup.complete"})
+    await receive()
+    raise RuntimeError("could not flush the queue")  # line 28
