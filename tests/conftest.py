@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -21,15 +21,25 @@ LISTENING = re.compile(r"Listening on (\S+) at (\S+)")
 class DaphneServer:
     """A daphne subprocess; its stdout and stderr lines are collected."""
 
-    def __init__(self, args: list[str], env: dict | None = None) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict | None = None,
+        module: str = "daphne",
+        session: bool = False,
+    ) -> None:
+        """``python -m MODULE ARGS``; ``session``: in a session of its own,
+        so that :meth:`stop` signals its children too (an autoreloader's)."""
         self.args = args
+        self.session = session
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", *args],
+            [sys.executable, "-m", module, *args],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, **(env or {})},
+            start_new_session=session,
         )
         self.stdout: list[str] = []
         self.stderr: list[str] = []
@@ -88,12 +98,21 @@ class DaphneServer:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         if self.proc.poll() is None:
-            self.proc.send_signal(sig)
+            if self.session:
+                # The process group is the session's: this process and its
+                # children.
+                os.killpg(self.proc.pid, sig)
+            else:
+                self.proc.send_signal(sig)
         try:
-            return self.wait(timeout)
+            code = self.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            return self.wait(timeout)
+            code = self.wait(timeout)
+        if self.session:
+            with suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        return code
 
 
 @contextmanager

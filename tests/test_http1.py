@@ -1469,3 +1469,20 @@ def test_nothing_is_sent_directly_after_an_abort(direct):
     transport._aborting = True
     conn.instance.respond(b"late")
     assert transport.direct_bytes == b""
+
+
+def test_access_log_time_taken_counts_from_the_request_head():
+    """``time_taken`` (Daphne 4's runserver reads it) is in seconds, on the
+    connection's clock, from the complete head to the end of the response."""
+    calls: list[dict] = []
+    conn = Harness(
+        access_log=lambda protocol, action, details: calls.append(details),
+    ).conn
+    conn.advance(3)  # the clock's origin must not leak into the duration
+    conn.send(GET)
+    conn.advance(1.5)
+    conn.instance.respond(b"ok")
+    conn.instance.finish()
+    assert one_response(conn.output()).status == 200
+    assert calls[0]["time_taken"] == pytest.approx(1.5)
+    assert type(calls[0]["time_taken"]) is float

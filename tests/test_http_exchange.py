@@ -46,6 +46,9 @@ class RecordingWriter:
     def application_ended(self, exchange):
         self.calls.append(("ended",))
 
+    def seconds(self):
+        return 0.0
+
 
 def exchange(method: str = "GET", expect: bool = False) -> tuple[HTTPExchange, list]:
     writer = RecordingWriter()

@@ -11,7 +11,8 @@ The layers, bottom up (see docs/architecture.rst):
    each other;
 3. ``daphne.protocols``: the connections;
 4. ``daphne.server``;
-5. entry points: the command line, ``daphne.testing``.
+5. entry points: the command line, ``daphne.testing``, and the Django app
+   (``daphne.apps``, ``daphne.checks``, ``daphne.management``).
 
 A module may import from a lower layer, or from its own package in its own
 layer; never upward, never sideways into another package, and never in a
@@ -49,6 +50,10 @@ LAYERS = {
     "daphne.cli_options": (5, "entry"),
     "daphne.__main__": (5, "entry"),
     "daphne.testing": (5, "entry"),
+    # The Django app: only Django imports it (INSTALLED_APPS = ["daphne", ...]).
+    "daphne.apps": (5, "entry"),
+    "daphne.checks": (5, "entry"),
+    "daphne.management": (5, "entry"),
 }
 
 #: Test code shipped for third-party channel layers: exempt from the size rule.
@@ -217,3 +222,32 @@ def test_no_class_is_over_400_lines():
             ):
                 large.append(f"{relative}: {node.name} is {size} lines")
     assert large == []
+
+
+#: The modules that may import Django (Django is optional: ``import daphne``,
+#: the server and the command line never need it).
+DJANGO_APP = ("daphne.apps", "daphne.checks", "daphne.management")
+
+
+def imports_django(name: str) -> bool:
+    for node in ast.walk(ast.parse(MODULES[name].read_text())):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            targets = [node.module or ""]
+        else:
+            continue
+        if any(target.split(".")[0] == "django" for target in targets):
+            return True
+    return False
+
+
+def test_only_the_django_app_imports_django():
+    importers = {name for name in MODULES if imports_django(name)}
+    assert importers, "the check cannot see Django imports"
+    outside = {
+        name
+        for name in importers
+        if not any(name == m or name.startswith(m + ".") for m in DJANGO_APP)
+    }
+    assert outside == set()

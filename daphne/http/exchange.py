@@ -68,6 +68,9 @@ class Writer(Protocol):
     def application_ended(self, exchange: HTTPExchange) -> None:
         """The exchange's application instance has ended."""
 
+    def seconds(self) -> float:
+        """The connection's clock (its reactor's ``seconds``)."""
+
 
 def _bad_status(status: Any) -> bool:
     return (
@@ -100,6 +103,7 @@ class HTTPExchange:
         "app_close",
         "app_paused",
         "gone",
+        "started",
     )
 
     def __init__(
@@ -129,6 +133,9 @@ class HTTPExchange:
         self.app_paused = False
         #: The connection (or stream) is gone: late events are dropped.
         self.gone = False
+        #: When the request head was complete, on the connection's clock
+        #: (the access log's ``time_taken`` counts from here).
+        self.started = writer.seconds()
 
     def start(self, host: Host) -> None:
         self.instance = instance = host.start(self.scope, self)

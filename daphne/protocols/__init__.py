@@ -101,6 +101,7 @@ class HTTPFactory(protocol.ServerFactory):
                 "method": scope["method"],
                 "client": client,
                 "size": request.bytes_sent,
+                "time_taken": self.reactor.seconds() - request.started,
             },
         )
 

@@ -38,6 +38,7 @@ class ResponseWriter:
         "reset",
         "resume_reading",
         "application_ended",
+        "seconds",
     )
 
     def __init__(self, conn: Any) -> None:
@@ -49,6 +50,7 @@ class ResponseWriter:
         self.reset = conn.reset
         self.resume_reading = conn.resume_reading
         self.application_ended = conn.application_ended
+        self.seconds = conn.reactor.seconds
 
     def common_headers(
         self, head: list, has_date: bool, has_server: bool, keep_alive: bool

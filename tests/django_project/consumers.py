@@ -89,6 +89,37 @@ class AsyncEchoConsumer(AsyncWebsocketConsumer):
         print(f"async-disconnect {self.room} {code}", flush=True)
 
 
+class ChatConsumer(AsyncWebsocketConsumer):
+    """Joins the group of its room (project_settings has a channel layer);
+    a message from one member reaches every member as ``"<room>: <text>"``."""
+
+    async def connect(self):
+        self.room = self.scope["url_route"]["kwargs"]["room"]
+        self.group = f"chat-{self.room}"
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        await self.send(text_data=f"joined {self.room}")
+
+    async def receive(self, text_data=None, bytes_data=None):
+        await self.channel_layer.group_send(
+            self.group, {"type": "chat.message", "text": f"{self.room}: {text_data}"}
+        )
+
+    async def chat_message(self, event):
+        await self.send(text_data=event["text"])
+
+    async def disconnect(self, code):
+        await self.channel_layer.group_discard(self.group, self.channel_name)
+
+
+class SilentConsumer(WebsocketConsumer):
+    """Neither accepts nor refuses: the handshake waits for the server's
+    timeout."""
+
+    def connect(self):
+        pass
+
+
 class DenyConsumer(WebsocketConsumer):
     """Refuses every handshake (Channels sends websocket.close before accept)."""
 

@@ -1,3 +1,5 @@
+"""URL routes of the test project."""
+
 from django.urls import path
 
 from . import views
@@ -5,4 +7,6 @@ from . import views
 urlpatterns = [
     path("hello/", views.hello),
     path("echo/", views.echo),
+    path("slow/", views.slow),
+    path("users/", views.users),
 ]

@@ -1,6 +1,7 @@
 """Views of the test Django project."""
 
 import hashlib
+import time
 
 from django.http import HttpResponseNotAllowed, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -33,4 +34,19 @@ def echo(request):
             "head": body[:32].decode("latin-1"),
             "content_type": request.content_type,
         }
+    )
+
+
+def slow(request):
+    """Answers after ``?s=`` seconds (for the HTTP timeout)."""
+    time.sleep(float(request.GET.get("s", "2")))
+    return JsonResponse({"slept": True})
+
+
+def users(request):
+    """The usernames in the database (project_settings only: needs auth)."""
+    from django.contrib.auth.models import User
+
+    return JsonResponse(
+        {"users": list(User.objects.values_list("username", flat=True))}
     )

@@ -1,0 +1,1 @@
+"""``runserver``: Django's development server command, served by daphne."""
