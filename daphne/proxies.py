@@ -78,6 +78,8 @@ def _split(entry: str) -> tuple[str, str | None, bool] | None:
     return entry, None, False
 
 
+# Cached: a client's address comes back request after request.
+@lru_cache(maxsize=1024)
 def split_address(entry: str) -> Node | None:
     """An ``X-Forwarded-For`` entry as ``(host, port or None)``, or None.
 
@@ -235,10 +237,13 @@ class ProxyTrust:
         address = parse_ip(host.partition("%")[0])
         if address is None:
             return False
-        if address.version == 6 and address.ipv4_mapped is not None:
-            # A dual-stack socket shows IPv4 peers as ::ffff:a.b.c.d.
-            address = address.ipv4_mapped
-        return any(address in network for network in self.networks)
+        if any(address in network for network in self.networks):
+            return True
+        # A dual-stack socket shows IPv4 peers as ::ffff:a.b.c.d.
+        mapped = getattr(address, "ipv4_mapped", None)
+        return mapped is not None and any(
+            mapped in network for network in self.networks
+        )
 
 
 # -- reading the headers --------------------------------------------------------------

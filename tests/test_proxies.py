@@ -35,8 +35,8 @@ addresses = st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6))
 
 
 @st.composite
-def networks(draw):
-    address = draw(addresses)
+def networks(draw, v: int | None = None):
+    address = draw(addresses if v is None else st.ip_addresses(v=v))
     prefix = draw(st.integers(0, address.max_prefixlen))
     return ipaddress.ip_network(f"{address}/{prefix}", strict=False)
 
@@ -56,7 +56,8 @@ def hosts_near(trust_networks):
         )
         for network in trust_networks
     ]
-    return st.one_of(addresses, *inside)
+    mapped = st.ip_addresses(v=4).map(lambda v4: ipaddress.ip_address(f"::ffff:{v4}"))
+    return st.one_of(addresses, mapped, *inside)
 
 
 # -- the trust list --------------------------------------------------------------------
@@ -66,7 +67,14 @@ def hosts_near(trust_networks):
 def test_trust_matches_a_list_of_networks(data, trust_networks):
     trust = ProxyTrust([entry_text(network) for network in trust_networks])
     host = data.draw(hosts_near(trust_networks))
-    expected = any(host in network for network in trust_networks)
+    # An IPv4-mapped IPv6 address (::ffff:a.b.c.d) is listed either way.
+    forms = [host, getattr(host, "ipv4_mapped", None)]
+    expected = any(
+        form in network
+        for form in forms
+        if form is not None
+        for network in trust_networks
+    )
     assert trust.trusts(str(host)) is expected
     # Spelled out in full, the answer is the same (the fast path is only a
     # shortcut for the usual spelling).
@@ -74,10 +82,26 @@ def test_trust_matches_a_list_of_networks(data, trust_networks):
         assert trust.trusts(host.exploded) is expected
 
 
-@given(st.lists(networks(), max_size=4), st.ip_addresses(v=4))
+@given(st.lists(networks(v=4), max_size=4), st.ip_addresses(v=4))
 def test_an_ipv4_peer_on_a_dual_stack_socket_is_its_ipv4_address(trust_networks, host):
+    """With IPv4 entries only, ::ffff:a.b.c.d is trusted exactly when
+    a.b.c.d is (a dual-stack socket shows IPv4 peers that way)."""
     trust = ProxyTrust([entry_text(network) for network in trust_networks])
     assert trust.trusts(f"::ffff:{host}") is trust.trusts(str(host))
+
+
+@pytest.mark.parametrize(
+    ("entry", "host", "trusted"),
+    [
+        ("::ffff:0:0/96", "::ffff:10.0.0.1", True),
+        ("::/80", "::ffff:255.255.255.255", True),
+        ("10.0.0.0/8", "::ffff:10.0.0.1", True),
+        ("10.0.0.0/8", "::ffff:11.0.0.1", False),
+        ("::ffff:10.0.0.1", "::ffff:10.0.0.1", True),
+    ],
+)
+def test_ipv4_mapped_peers_match_in_either_family(entry, host, trusted):
+    assert ProxyTrust(entry).trusts(host) is trusted
 
 
 @given(addresses)
