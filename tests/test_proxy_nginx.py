@@ -13,6 +13,7 @@ not installed, these tests skip and say so.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -20,7 +21,6 @@ import shutil
 import socket
 import subprocess
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -105,7 +105,7 @@ http {{
 """
 
 
-@contextmanager
+@contextlib.contextmanager
 def run_nginx(tmp_path: Path, upstream: str):
     """nginx in the foreground in front of ``upstream``; yields its port."""
     port = free_port()
@@ -134,17 +134,16 @@ def run_nginx(tmp_path: Path, upstream: str):
         yield port
     finally:
         proc.terminate()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc.kill()  # (nothing, once it has exited)
+        proc.wait()
 
 
 VIA = pytest.mark.parametrize("via", ["unix", "tcp"])
 
 
-@contextmanager
+@contextlib.contextmanager
 def behind_nginx(tmp_path: Path, via: str, app: str):
     """daphne with --proxy-headers and its default trust list, behind nginx
     over a UNIX socket or over TCP from 127.0.0.1; yields nginx's port."""

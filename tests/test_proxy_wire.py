@@ -37,17 +37,24 @@ def scope_from(conn: Raw, headers: list[tuple[str, str]]) -> dict:
 
 
 @pytest.fixture(scope="module")
-def trusting():
-    """--proxy-headers with the default trust list."""
-    with run_daphne("--proxy-headers") as server:
-        yield server
+def servers():
+    """Two daphnes with --proxy-headers: ``trusting`` keeps the default trust
+    list; ``distrusting`` trusts only 10.0.0.0/8, so 127.0.0.1 is no proxy."""
+    with (
+        run_daphne("--proxy-headers") as trusting,
+        run_daphne("--proxy-headers", "--forwarded-allow-ips", "10.0.0.0/8") as other,
+    ):
+        yield {"trusting": trusting, "distrusting": other}
 
 
-@pytest.fixture(scope="module")
-def distrusting():
-    """--proxy-headers trusting only 10.0.0.0/8: 127.0.0.1 is not a proxy."""
-    with run_daphne("--proxy-headers", "--forwarded-allow-ips", "10.0.0.0/8") as server:
-        yield server
+@pytest.fixture
+def trusting(servers):
+    return servers["trusting"]
+
+
+@pytest.fixture
+def distrusting(servers):
+    return servers["distrusting"]
 
 
 def test_a_trusted_peer_names_the_rightmost_untrusted_client(trusting):
