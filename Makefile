@@ -4,7 +4,8 @@
 #                  plus the asgi_redis test pins (tests/requirements-asgi-redis.txt)
 #   make run       serve examples/chat (channel layer mode) on http://127.0.0.1:8000
 #                  (make run APP=examples.hello.app:application: the ASGI 3 example)
-#   make test      ruff lint + format check, then the pytest suite
+#   make test      ruff lint + format check, nginx (for the proxy tests, when
+#                  apt-get can install it), then the pytest suite
 #   make format    apply ruff fixes and formatting
 #   make clean     remove build artefacts and tool caches (keeps .venv)
 #   make distclean clean, and remove .venv too
@@ -19,7 +20,7 @@ PORT ?= 8000
 APP ?= examples.chat.app:channel_layer
 
 .DEFAULT_GOAL := test
-.PHONY: install run test lint format clean distclean bench
+.PHONY: install run test lint format clean distclean bench nginx
 
 install: $(STAMP)
 
@@ -47,8 +48,15 @@ lint: install
 	$(BIN)/ruff check $(SRC)
 	$(BIN)/ruff format --check $(SRC)
 
-test: lint
+test: lint nginx
 	$(BIN)/pytest
+
+# tests/test_proxy_nginx.py puts a real nginx in front of daphne. Installed
+# here when missing and apt-get is there; a failure is no error: those tests
+# then skip and say why.
+nginx:
+	@command -v nginx >/dev/null 2>&1 || apt-get install -y nginx-light \
+		|| { apt-get update && apt-get install -y nginx-light; } || true
 
 # Lint fixes first (e.g. import sorting), then formatting, so the result is
 # already in its final formatted shape.

@@ -18,7 +18,7 @@ from . import cli_options
 from .access import AccessLogGenerator
 from .cli_options import DEFAULT_HOST, DEFAULT_PORT
 from .cli_options import DEFAULT_LOG_FORMAT as DEFAULT_LOG_FORMAT  # re-exported
-from .config import Config, ConfigError
+from .config import FORWARDED_ALLOW_IPS_ENV, Config, ConfigError
 from .endpoints import build_endpoint_description_strings
 from .hosts.detect import INTERFACE_NAMES, TargetError, detect_interface
 from .hosts.layer import LAYER_HTTP_TIMEOUT, layer_config
@@ -142,6 +142,8 @@ class CommandLineInterface:
             raise ConfigError(
                 "--proxy-headers-host and --proxy-headers-port need --proxy-headers"
             )
+        if options.forwarded_allow_ips is not None and not options.proxy_headers:
+            raise ConfigError("--forwarded-allow-ips needs --proxy-headers")
         address = port = proto = None
         if options.proxy_headers:
             address = options.proxy_headers_host or "X-Forwarded-For"
@@ -149,9 +151,28 @@ class CommandLineInterface:
             proto = "X-Forwarded-Proto"
 
         try:
-            return self._config(options, address, port, proto)
+            config = self._config(options, address, port, proto)
         except ConfigError as exc:
             raise ConfigError(self.option_names(str(exc))) from None
+        return self.allow_ips(options, config)
+
+    @staticmethod
+    def allow_ips(options: argparse.Namespace, config: Config) -> Config:
+        """``config`` with the trusted proxies of --forwarded-allow-ips, or
+        of the environment variable when the option is not given."""
+        if not options.proxy_headers:
+            return config
+        value = options.forwarded_allow_ips
+        source = "--forwarded-allow-ips"
+        if value is None:
+            value = os.environ.get(FORWARDED_ALLOW_IPS_ENV)
+            source = FORWARDED_ALLOW_IPS_ENV
+        if value is None:
+            return config
+        try:
+            return config.replace(forwarded_allow_ips=value)
+        except ConfigError as exc:
+            raise ConfigError(f"{source} {str(exc).partition(' ')[2]}") from None
 
     def _config(
         self,

@@ -12,7 +12,7 @@ import argparse
 from typing import NoReturn
 
 from . import __version__
-from .config import INTERFACES, Config
+from .config import FORWARDED_ALLOW_IPS_ENV, INTERFACES, Config
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -71,7 +71,7 @@ def build_parser(
     _add_websocket_options(parser, defaults)
     _add_application_options(parser, defaults)
     _add_layer_options(parser)
-    _add_proxy_options(parser)
+    _add_proxy_options(parser, defaults)
     _add_logging_options(parser, defaults)
     parser.add_argument(
         "application",
@@ -309,14 +309,23 @@ def _add_layer_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_proxy_options(parser: argparse.ArgumentParser) -> None:
+def _add_proxy_options(parser: argparse.ArgumentParser, defaults: Config) -> None:
     """The "behind a proxy" group: the --proxy-headers options."""
     proxy = parser.add_argument_group("behind a proxy")
     proxy.add_argument(
         "--proxy-headers",
         action="store_true",
         help="take the client address, port and scheme from X-Forwarded-For, "
-        "X-Forwarded-Port and X-Forwarded-Proto",
+        "X-Forwarded-Port and X-Forwarded-Proto, or from Forwarded, when the "
+        "peer is a trusted proxy (--forwarded-allow-ips)",
+    )
+    proxy.add_argument(
+        "--forwarded-allow-ips",
+        metavar="LIST",
+        help="comma-separated IP addresses and networks of the proxies "
+        "--proxy-headers believes; 'unix' for UNIX-socket peers, '*' for any "
+        f"(default: ${FORWARDED_ALLOW_IPS_ENV}, else "
+        f"{','.join(defaults.forwarded_allow_ips)})",
     )
     proxy.add_argument(
         "--proxy-headers-host",

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .proxies import ProxyHeaders, ProxyTrust
+
 #: Signature of the access log hook: ``(protocol, action, details)``.
 AccessLogger = Callable[[str, str, dict], None]
 
@@ -19,6 +21,10 @@ MiB = 1024 * 1024
 
 #: The kinds of target daphne serves (``Config.interface``).
 INTERFACES = ("auto", "channel-layer", "asgi3", "asgi2")
+
+#: The environment variable the command line reads ``--forwarded-allow-ips``
+#: from when the option is not given.
+FORWARDED_ALLOW_IPS_ENV = "DAPHNE_FORWARDED_ALLOW_IPS"
 
 
 class ConfigError(ValueError):
@@ -93,6 +99,12 @@ class Config:
     proxy_forwarded_address_header: str | None = None
     proxy_forwarded_port_header: str | None = None
     proxy_forwarded_proto_header: str | None = None
+    #: The peers whose proxy headers are believed: IP addresses and CIDR
+    #: networks, ``"unix"`` for UNIX-socket peers, ``"*"`` for every peer (a
+    #: sequence, or one comma-separated string). Loopback in both families:
+    #: only this host can connect from either, and a proxy here that connects
+    #: to ``localhost`` may arrive from ``::1``.
+    forwarded_allow_ips: str | tuple[str, ...] = ("127.0.0.1", "::1", "unix")
 
     # -- Server ----------------------------------------------------------
     #: In-flight requests get this long to finish on SIGINT/SIGTERM.
@@ -157,11 +169,40 @@ class Config:
             not self.root_path.startswith("/") or self.root_path.endswith("/")
         ):
             raise ConfigError("root_path must start with '/' and not end with '/'")
+        self._validate_proxy()
         if self.server_name is not None:
             value = self.server_name.encode("latin-1", "replace")
             if not value or any(b < 0x20 or b == 0x7F for b in value):
                 raise ConfigError("server_name must be printable text")
 
+    def _validate_proxy(self) -> None:
+        # Parsed once here, so that a request only looks the peer up.
+        allow = self.forwarded_allow_ips
+        entries = allow.split(",") if isinstance(allow, str) else allow
+        self.forwarded_allow_ips = tuple(
+            entry.strip() for entry in entries if entry.strip()
+        )
+        try:
+            trust = ProxyTrust(self.forwarded_allow_ips)
+        except ValueError as exc:
+            raise ConfigError(f"forwarded_allow_ips {exc}") from None
+        address = self.proxy_forwarded_address_header
+        self._proxy = (
+            None
+            if address is None
+            else ProxyHeaders(
+                trust,
+                address,
+                self.proxy_forwarded_port_header,
+                self.proxy_forwarded_proto_header,
+            )
+        )
+
     @property
     def proxy_headers(self) -> bool:
         return self.proxy_forwarded_address_header is not None
+
+    @property
+    def proxy(self) -> ProxyHeaders | None:
+        """The proxy header rules, or None when proxy headers are off."""
+        return self._proxy

@@ -9,8 +9,9 @@ This module holds three unrelated groups of helpers:
   ``user_traceback`` shows where it was raised without daphne's frames.
 * ``is_valid_header_name``, ``is_valid_header_value`` and ``is_valid_host``
   check raw header bytes on the request hot path.
-* ``parse_x_forwarded_for`` extracts the client address and scheme that a
-  trusted reverse proxy reports in ``X-Forwarded-*`` headers.
+* ``parse_x_forwarded_for`` is Daphne 4's reading of the ``X-Forwarded-*``
+  headers, kept for code that calls it; the server itself decides whom to
+  believe with :mod:`daphne.proxies`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import re
 import traceback
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from .proxies import parse_port, split_address
 
 __all__ = [
     "ImportTargetError",
@@ -275,10 +278,6 @@ def is_valid_host(value: bytes) -> bool:
 # --------------------------------------------------------------------------
 
 _match_scheme = re.compile(r"[a-z][a-z0-9+\-.]*").fullmatch
-_match_port = re.compile(r"[0-9]{1,5}").fullmatch
-_match_bracketed = re.compile(r"\[([^\[\]]+)\](?::([^:]*))?").fullmatch
-_match_ipv4 = re.compile(_IPV4).fullmatch
-_match_ipv6 = re.compile(_IPV6).fullmatch
 
 
 def _header_key(name: str) -> bytes | None:
@@ -286,6 +285,15 @@ def _header_key(name: str) -> bytes | None:
         return name.lower().encode("latin-1")
     except UnicodeEncodeError:
         return None
+
+
+def _name_key(name: object) -> bytes | None:
+    """A header name of a caller's container, lower-cased, as bytes."""
+    if isinstance(name, str):
+        return name.encode("latin-1", "replace").lower()
+    if isinstance(name, (bytes, bytearray)):
+        return bytes(name).lower()
+    return None
 
 
 def _first_value(values: object) -> bytes | None:
@@ -305,16 +313,26 @@ def _first_from_pairs(pairs: Iterable[Any], keys: list[bytes]) -> dict[bytes, by
     for pair in pairs:
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             continue
-        name, value = pair
-        if isinstance(name, str):
-            name = name.encode("latin-1", "replace")
-        elif not isinstance(name, (bytes, bytearray)):
-            continue
-        name = bytes(name).lower()
+        name = _name_key(pair[0])
         if name in keys and name not in found:
-            first = _first_value((value,))
+            first = _first_value((pair[1],))
             if first is not None:
                 found[name] = first
+    return found
+
+
+def _first_from_mapping(
+    headers: Mapping[Any, Any], keys: list[bytes]
+) -> dict[bytes, bytes]:
+    # Names in any case, as Daphne 4 lower-cased them (where two spellings
+    # of one name are keys, the later one counts, as there).
+    found: dict[bytes, bytes] = {}
+    for name, values in headers.items():
+        key = _name_key(name)
+        if key in keys:
+            first = _first_value(values)
+            if first is not None:
+                found[key] = first
     return found
 
 
@@ -324,15 +342,13 @@ def _collect_headers(headers: object, keys: list[bytes]) -> dict[bytes, bytes]:
     # because ABC isinstance checks are comparatively slow.
     if isinstance(headers, (list, tuple)):
         return _first_from_pairs(headers, keys)
-    get_values: Any
     if isinstance(headers, (dict, Mapping)):
-        get_values = headers.get
-    else:
-        get_values = getattr(headers, "getRawHeaders", None)
-        if not callable(get_values):
-            if isinstance(headers, Iterable):
-                return _first_from_pairs(headers, keys)
-            return {}
+        return _first_from_mapping(headers, keys)
+    get_values = getattr(headers, "getRawHeaders", None)
+    if not callable(get_values):
+        if isinstance(headers, Iterable):
+            return _first_from_pairs(headers, keys)
+        return {}
     found: dict[bytes, bytes] = {}
     for key in keys:
         value = _first_value(get_values(key))
@@ -343,40 +359,6 @@ def _collect_headers(headers: object, keys: list[bytes]) -> dict[bytes, bytes]:
 
 def _leftmost(value: bytes) -> str:
     return value.decode("latin-1").split(",", 1)[0].strip()
-
-
-def _parse_port(text: str) -> int | None:
-    if _match_port(text) is None:
-        return None
-    port = int(text)
-    return port if port <= 65535 else None
-
-
-def _parse_forwarded_address(entry: str) -> tuple[str, int | None] | None:
-    """Split one forwarded address entry into (host, port or None)."""
-    port_text: str | None = None
-    if entry.startswith("["):
-        match = _match_bracketed(entry)
-        if match is None:
-            return None
-        host, port_text = match.group(1), match.group(2)
-        version = 6
-    elif entry.count(":") == 1:
-        host, port_text = entry.split(":")
-        version = 4
-    else:
-        host = entry
-        version = 6 if ":" in entry else 4
-    # Zone identifiers ("%eth0") are rejected too: they are meaningless to the
-    # application and would let arbitrary text through as the "address".
-    if (_match_ipv6 if version == 6 else _match_ipv4)(host) is None:
-        return None
-    if port_text is None:
-        return host, None
-    port = _parse_port(port_text)
-    if port is None:
-        return None
-    return host, port
 
 
 def _original_port(original_addr: object) -> int:
@@ -397,7 +379,12 @@ def parse_x_forwarded_for(
 ) -> tuple[Any, str | None]:
     """Work out the client address and scheme reported by a reverse proxy.
 
-    ``headers`` may be a mapping of lower-case byte names to lists of byte
+    Daphne 4's function: it believes the headers whoever sent them and takes
+    the leftmost ``X-Forwarded-For`` entry, so it is only safe behind a proxy
+    that replaces the header. daphne's server reads proxy headers through
+    :class:`daphne.proxies.ProxyHeaders` instead.
+
+    ``headers`` may be a mapping of byte names (in any case) to lists of byte
     values, an iterable of ``(name, value)`` byte pairs, or a Twisted
     ``Headers`` object. Returns ``(addr, scheme)`` where ``addr`` is
     ``[host, port]`` or ``original_addr``, and ``scheme`` is the lower-cased
@@ -422,11 +409,11 @@ def parse_x_forwarded_for(
 
     addr = original_addr
     entry = _leftmost(address_value)
-    parsed = _parse_forwarded_address(entry) if entry else None
+    parsed = split_address(entry) if entry else None
     if parsed is not None:
         host, port = parsed
         port_value = found.get(port_key) if port_key is not None else None
-        header_port = _parse_port(_leftmost(port_value)) if port_value else None
+        header_port = parse_port(_leftmost(port_value)) if port_value else None
         if header_port is not None:
             port = header_port
         elif port is None:

@@ -836,13 +836,15 @@ def test_http_timeout_answers_503(timeout_server):
 
 
 def test_proxy_headers_set_client_and_scheme(proxy_server):
+    """From 127.0.0.1 (trusted by default) the client is the rightmost entry
+    that is not a trusted proxy: what a client wrote on the left is skipped."""
     headers = [
-        ("X-Forwarded-For", "10.1.2.3, 10.0.0.1"),
+        ("X-Forwarded-For", "10.1.2.3, 10.0.0.1, 127.0.0.1"),
         ("X-Forwarded-Port", "8443"),
         ("X-Forwarded-Proto", "https"),
     ]
     scope = get_scope(proxy_server.port, headers=headers)
-    assert scope["client"] == ["10.1.2.3", 8443]
+    assert scope["client"] == ["10.0.0.1", 8443]
     assert scope["scheme"] == "https"
 
 
@@ -854,8 +856,17 @@ def test_proxy_headers_ipv6_client_keeps_the_real_port(proxy_server):
         assert scope["scheme"] == "http"
 
 
-@pytest.mark.parametrize("value", ["not-an-ip", "10.0.0.999", "2001:db8::1%eth0", ""])
-def test_proxy_headers_malformed_address_is_ignored(proxy_server, value):
+@pytest.mark.parametrize("value", ["not-an-ip", "10.0.0.999", "2001:db8::1%eth0"])
+def test_proxy_headers_malformed_address_is_unknown(proxy_server, value):
+    """A client entry that is not an address names no client: None, never the
+    proxy's own (trusted) address."""
+    with Raw(proxy_server.port) as conn:
+        conn.send(request("GET", "/scope", [("X-Forwarded-For", value)]))
+        assert conn.read_response().json()["client"] is None
+
+
+@pytest.mark.parametrize("value", ["", " , "])
+def test_proxy_headers_empty_address_is_ignored(proxy_server, value):
     with Raw(proxy_server.port) as conn:
         conn.send(request("GET", "/scope", [("X-Forwarded-For", value)]))
         assert conn.read_response().json()["client"] == ["127.0.0.1", conn.local_port]

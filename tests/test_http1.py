@@ -1305,12 +1305,14 @@ FORWARDED = (
     b"GET / HTTP/1.1\r\nHost: a\r\nX-Real-IP: 192.0.2.7\r\n"
     b"X-Forwarded-Proto: https\r\nX-Forwarded-Port: 8443\r\n\r\n"
 )
+#: The in-memory client's address (StringTransport's peer) as a trusted proxy.
+TRUST_PEER = {"forwarded_allow_ips": "192.168.1.1"}
 
 
 def test_unconfigured_forwarded_port_and_proto_headers_are_not_trusted():
     """Only the configured headers are trusted: with just an address header,
     a client's X-Forwarded-Proto/-Port must not change the scope."""
-    conn = connect(proxy_forwarded_address_header="X-Real-IP")
+    conn = connect(proxy_forwarded_address_header="X-Real-IP", **TRUST_PEER)
     conn.send(FORWARDED)
     scope = conn.instance.scope
     assert scope["client"] == ["192.0.2.7", conn.transport.getPeer().port]
@@ -1322,6 +1324,7 @@ def test_configured_forwarded_port_and_proto_headers_are_trusted():
         proxy_forwarded_address_header="X-Real-IP",
         proxy_forwarded_port_header="X-Forwarded-Port",
         proxy_forwarded_proto_header="X-Forwarded-Proto",
+        **TRUST_PEER,
     )
     conn.send(FORWARDED)
     scope = conn.instance.scope

@@ -148,14 +148,17 @@ def test_scope_decodes_the_path_and_keeps_the_raw_one():
 
 
 def test_proxy_headers_count_only_when_trusted():
+    """Proxy headers count with --proxy-headers, and only from a peer on the
+    trust list (the scope's peer here is 10.0.0.1, not on the default one)."""
     forwarded = {"x_forwarded_for": b"203.0.113.7", "x_forwarded_proto": b"https"}
     plain = scope_for(Config(), **forwarded)
     assert plain["client"] == ["10.0.0.1", 5000] and plain["scheme"] == "http"
-    trusted = scope_for(
-        Config(
-            proxy_forwarded_address_header="X-Forwarded-For",
-            proxy_forwarded_proto_header="X-Forwarded-Proto",
-        ),
-        **forwarded,
+    reading = Config(
+        proxy_forwarded_address_header="X-Forwarded-For",
+        proxy_forwarded_proto_header="X-Forwarded-Proto",
     )
+    untrusted = scope_for(reading, **forwarded)
+    assert untrusted["client"] == ["10.0.0.1", 5000]
+    assert untrusted["scheme"] == "http"
+    trusted = scope_for(reading.replace(forwarded_allow_ips="10.0.0.0/8"), **forwarded)
     assert trusted["client"][0] == "203.0.113.7" and trusted["scheme"] == "https"

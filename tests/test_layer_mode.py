@@ -1089,11 +1089,12 @@ def test_proxy_headers(main):
     )
     assert response.status_code == 200
     [message] = recorded(main, "http.request", ident)
-    assert message["client"] == ["10.0.0.1", 8080]
+    # The rightmost entry that is not a trusted proxy (127.0.0.1 is the peer).
+    assert message["client"] == ["10.0.0.2", 8080]
     assert message["scheme"] == "https"
     assert (b"x-forwarded-for", b"10.0.0.1, 10.0.0.2") in message["headers"]
     [line] = wait_access(main.stdout, f"/query?id={ident}", 1)
-    assert line["client"] == "10.0.0.1:8080"
+    assert line["client"] == "10.0.0.2:8080"
 
     ident = uid()
     headers = {"X-Forwarded-For": "10.9.9.9", "X-Forwarded-Port": "81"}

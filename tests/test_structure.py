@@ -2,8 +2,8 @@
 
 The layers, bottom up (see docs/architecture.rst):
 
-0. foundations: config, utils, access, endpoints, the channel layers, and the
-   host *interface* (``daphne.hosts`` itself);
+0. foundations: config, utils, proxies, access, endpoints, the channel layers,
+   and the host *interface* (``daphne.hosts`` itself);
 1. ``daphne.http``: what every HTTP version shares (exchange, header rules,
    scope, errors, pages);
 2. ``daphne.websocket`` (handshake, session, engine) and the application
@@ -34,6 +34,7 @@ LAYERS = {
     "daphne": (0, "base"),
     "daphne.config": (0, "base"),
     "daphne.utils": (0, "base"),
+    "daphne.proxies": (0, "base"),
     "daphne.access": (0, "base"),
     "daphne.endpoints": (0, "base"),
     "daphne.layers": (0, "base"),

@@ -440,6 +440,23 @@ def test_forwarded_custom_header_names(container):
     assert result == (["10.9.8.7", 9999], "https")
 
 
+@pytest.mark.parametrize(
+    "names",
+    [
+        (b"X-Forwarded-For", b"X-Forwarded-Port", b"X-Forwarded-Proto"),
+        (b"X-FORWARDED-FOR", b"x-Forwarded-port", b"x-forwarded-proto"),
+        ("X-Forwarded-For", "X-Forwarded-Port", "X-Forwarded-Proto"),
+    ],
+    ids=["title-case", "mixed-case", "str"],
+)
+def test_forwarded_mapping_keys_in_any_case(names):
+    """Daphne 4 lower-cased the mapping's keys, so callers pass them as the
+    headers were spelt."""
+    address, port, proto = names
+    headers = {address: [b"10.1.2.3"], port: [b"8443"], proto: [b"https"]}
+    assert parse_x_forwarded_for(headers) == (["10.1.2.3", 8443], "https")
+
+
 def test_forwarded_port_falls_back_to_original_port():
     headers = {b"x-forwarded-for": [b"10.1.2.3"]}
     assert parse_x_forwarded_for(headers, original_addr=("127.0.0.1", 5555)) == (

@@ -1,8 +1,9 @@
 """The ASGI ``http`` scope, built once from a parsed request head.
 
 Version-neutral: HTTP/1.1 passes its request target and version, HTTP/2 its
-``:path`` and ``"2"``. Proxy headers are read here, and only when the server
-is configured to trust them.
+``:path`` and ``"2"``. Proxy headers are read here, only when the server is
+configured to read them and only from a peer it trusts
+(:mod:`daphne.proxies`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from urllib.parse import unquote
 import httptools
 
 from ..config import Config
-from ..utils import parse_x_forwarded_for
 from .errors import HTTPError
 from .headers import RequestHead
 
@@ -65,15 +65,9 @@ def build_scope(
     if root_path is None:
         root_path = config.root_path
     headers = head.headers
-    if config.proxy_headers:
-        client, scheme = parse_x_forwarded_for(
-            headers,
-            config.proxy_forwarded_address_header,
-            config.proxy_forwarded_port_header,
-            config.proxy_forwarded_proto_header,
-            client,
-            scheme,
-        )
+    proxy = config.proxy
+    if proxy is not None and proxy.trusts_peer(client):
+        client, scheme = proxy.apply(headers, client, scheme)
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
