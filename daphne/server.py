@@ -51,6 +51,9 @@ CONFIG_KWARGS = frozenset(
         "interface",
         "force_sync",
         "ws_protocols",
+        # daphne's own, for the same reason: a Server built in code can trust
+        # its proxies as the command line does.
+        "forwarded_allow_ips",
     }
 )
 

@@ -413,6 +413,7 @@ HELP_OPTIONS = [
     "--proxy-headers",
     "--proxy-headers-host",
     "--proxy-headers-port",
+    "--forwarded-allow-ips",
     "-s",
     "--server-name",
     "--no-server-name",

@@ -399,6 +399,13 @@ def test_server_positional_application_and_endpoints():
     assert server.signal_handlers is True
 
 
+def test_server_takes_the_proxy_trust_list_as_a_keyword():
+    server = Server(_app, endpoints=["tcp:0"], forwarded_allow_ips="10.0.0.0/8, unix")
+    assert server.config.forwarded_allow_ips == ("10.0.0.0/8", "unix")
+    with pytest.raises(Exception, match="forwarded_allow_ips"):
+        Server(_app, endpoints=["tcp:0"], forwarded_allow_ips="not-an-address")
+
+
 def test_server_keyword_arguments_override_a_given_config():
     base = Config(http_timeout=5, root_path="/base")
     server = Server(_app, endpoints=["tcp:0"], config=base, root_path="/kwarg")
