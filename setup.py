@@ -59,6 +59,8 @@ setup(
         " and platform_python_implementation == 'CPython'",
     ],
     extras_require={
+        # --reload: file watching (a development tool, never needed to serve).
+        "reload": ["watchfiles>=0.21,<2"],
         "tests": [
             "pytest",
             "pytest-timeout",
@@ -68,11 +70,14 @@ setup(
             "ruff",
             "websockets",
             "channels>=4,<5",
+            "watchfiles>=0.21,<2",
         ],
     },
     entry_points={
         "console_scripts": [
-            "daphne = daphne.cli:CommandLineInterface.entrypoint",
+            # (Not daphne.cli: it imports Twisted, which takes the systemd
+            # socket activation variables out of the environment.)
+            "daphne = daphne.__main__:main",
         ],
     },
     classifiers=[

@@ -12,9 +12,10 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any, NoReturn, TextIO
 
-from . import cli_options
+from . import cli_options, reloader
 from .access import AccessLogGenerator
 from .cli_options import DEFAULT_HOST, DEFAULT_PORT
 from .cli_options import DEFAULT_LOG_FORMAT as DEFAULT_LOG_FORMAT  # re-exported
@@ -24,6 +25,7 @@ from .hosts.detect import INTERFACE_NAMES, TargetError, detect_interface
 from .hosts.layer import LAYER_HTTP_TIMEOUT, layer_config
 from .layers import compat as layers_compat
 from .server import Server, ServerError, install_reactor
+from .systemd import ListenFD, listen_fds
 from .utils import (
     ImportTargetError,
     import_by_path,
@@ -46,13 +48,20 @@ class CommandLineInterface:
     )
     server_class: type = Server
 
-    def __init__(self) -> None:
+    def __init__(self, activation: Mapping[str, str] | None = None) -> None:
+        """``activation``: the systemd socket activation variables, read
+        before Twisted was imported (see :mod:`daphne.systemd`); by default,
+        what is left of them in the environment."""
         self.parser = self.build_parser()
+        self.activation = activation
         self.server: Any = None
+        #: The sockets of systemd socket activation this process serves.
+        self.activated: list[ListenFD] = []
 
     @classmethod
     def entrypoint(cls) -> None:
-        """The console script: ``daphne [options] module:object``."""
+        """``daphne [options] module:object`` (the ``daphne`` command is
+        :func:`daphne.__main__.main`, which also sees systemd's sockets)."""
         cls().run(sys.argv[1:])
 
     def build_parser(self) -> argparse.ArgumentParser:
@@ -78,6 +87,8 @@ class CommandLineInterface:
         try:
             config = self.build_config(options)
             endpoints = self.build_endpoints(options)
+            if self.reloading(options):
+                raise SystemExit(self.run_reloader(options, args, config))
             # Before the application is imported, so that an import of
             # twisted.internet.reactor there gets the asyncio one.
             install_reactor()
@@ -226,6 +237,8 @@ class CommandLineInterface:
         return message
 
     def build_endpoints(self, options: argparse.Namespace) -> list[str]:
+        # Read (and removed from the environment) even when unused.
+        passed = listen_fds(self.activation)
         if options.host is not None and not options.host.strip("[] "):
             raise ConfigError("--bind needs an address (it was empty)")
         if options.unix_socket:
@@ -245,6 +258,15 @@ class CommandLineInterface:
             or options.file_descriptor is not None
             or options.socket_strings
         ):
+            if passed:
+                # systemd socket activation, in place of the default address
+                # (binding options given: they alone say where to listen).
+                self.activated = passed
+                logger.info(
+                    "Serving the sockets systemd passed: %s",
+                    ", ".join(f"fd {fd.fileno} ({fd.name})" for fd in passed),
+                )
+                return [fd.description for fd in passed]
             host, port = DEFAULT_HOST, DEFAULT_PORT
         return sorted(
             build_endpoint_description_strings(
@@ -255,6 +277,30 @@ class CommandLineInterface:
             )
             + options.socket_strings
         )
+
+    @staticmethod
+    def reloading(options: argparse.Namespace) -> bool:
+        """Whether this process is to be the reloader: --reload was given,
+        and this is not the server process a reloader started."""
+        watching = options.reload and not reloader.is_child()
+        reloader.check_options(options, watching=watching)
+        return watching
+
+    def run_reloader(
+        self, options: argparse.Namespace, args: list[str], config: Config
+    ) -> int:
+        """Run the reloader; the server it starts serves the same arguments,
+        and the sockets this process was given."""
+        inherited = [fd.fileno for fd in self.activated]
+        if options.file_descriptor is not None:
+            inherited.append(options.file_descriptor)
+        return reloader.Reloader.from_options(
+            options,
+            args,
+            config.shutdown_timeout,
+            extra_args=[arg for fd in self.activated for arg in ("-e", fd.description)],
+            pass_fds=inherited,
+        ).run()
 
     @staticmethod
     def explicit(options: argparse.Namespace) -> set[str]:

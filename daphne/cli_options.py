@@ -12,7 +12,13 @@ import argparse
 from typing import NoReturn
 
 from . import __version__
-from .config import FORWARDED_ALLOW_IPS_ENV, INTERFACES, Config
+from .config import (
+    FORWARDED_ALLOW_IPS_ENV,
+    INTERFACES,
+    RELOAD_EXCLUDE,
+    RELOAD_INCLUDE,
+    Config,
+)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -73,6 +79,7 @@ def build_parser(
     _add_layer_options(parser)
     _add_proxy_options(parser, defaults)
     _add_logging_options(parser, defaults)
+    _add_reload_options(parser)
     parser.add_argument(
         "application",
         metavar="module.path:object.path",
@@ -363,4 +370,46 @@ def _add_logging_options(parser: argparse.ArgumentParser, defaults: Config) -> N
         default=DEFAULT_LOG_FORMAT,
         metavar="FORMAT",
         help="logging format string (default: %(default)r)",
+    )
+
+
+def _add_reload_options(parser: argparse.ArgumentParser) -> None:
+    """The "development" group: --reload and what it watches."""
+    dev = parser.add_argument_group(
+        "development",
+        "--reload runs the server in a child process and restarts it when a "
+        "watched file changes; it needs the watchfiles package "
+        "(pip install 'daphne[reload]'). Not for production.",
+    )
+    dev.add_argument(
+        "--reload",
+        action="store_true",
+        help="restart the server when a watched file changes",
+    )
+    dev.add_argument(
+        "--reload-dir",
+        dest="reload_dirs",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory to watch, with its subdirectories (repeatable; "
+        "default: the current directory)",
+    )
+    dev.add_argument(
+        "--reload-include",
+        dest="reload_includes",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="also watch files whose name matches (repeatable; always: "
+        f"{' '.join(RELOAD_INCLUDE)})",
+    )
+    dev.add_argument(
+        "--reload-exclude",
+        dest="reload_excludes",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="ignore files, and directories, whose name matches; wins over "
+        f"--reload-include (repeatable; always: {' '.join(RELOAD_EXCLUDE)})",
     )

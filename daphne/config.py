@@ -26,6 +26,26 @@ INTERFACES = ("auto", "channel-layer", "asgi3", "asgi2")
 #: from when the option is not given.
 FORWARDED_ALLOW_IPS_ENV = "DAPHNE_FORWARDED_ALLOW_IPS"
 
+#: ``--reload``: the file names that restart the server (``--reload-include``
+#: adds to them) ...
+RELOAD_INCLUDE = ("*.py",)
+#: ... and the file and directory names that never do (``--reload-exclude``
+#: adds to them): hidden files and directories (``.git``, ``.venv``, editor
+#: swap files), bytecode, editor backups and autosaves, virtualenvs.
+RELOAD_EXCLUDE = (
+    ".*",
+    "*.py[cod]",
+    "*~",
+    "~*",
+    "#*#",
+    "__pycache__",
+    "venv",
+    "node_modules",
+)
+#: A server the reloader asked to stop is killed if it is still running this
+#: many seconds after its ``shutdown_timeout``.
+RELOAD_KILL_AFTER = 5.0
+
 
 class ConfigError(ValueError):
     """A configuration value makes no sense; the message names the option."""

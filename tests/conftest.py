@@ -27,13 +27,18 @@ class DaphneServer:
         env: dict | None = None,
         module: str = "daphne",
         session: bool = False,
+        wrapper: tuple[str, ...] = (),
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
         """``python -m MODULE ARGS``; ``session``: in a session of its own,
-        so that :meth:`stop` signals its children too (an autoreloader's)."""
+        so that :meth:`stop` signals its children too (an autoreloader's);
+        ``wrapper``: a command that execs the rest (``systemd-socket-activate``);
+        ``pass_fds``: descriptors it inherits."""
         self.args = args
         self.session = session
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", module, *args],
+            [*wrapper, sys.executable, "-m", module, *args],
+            pass_fds=pass_fds,
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -2,7 +2,7 @@
 
 The layers, bottom up (see docs/architecture.rst):
 
-0. foundations: config, utils, proxies, access, endpoints, the channel layers,
+0. foundations: config, utils, proxies, access, endpoints, systemd, the channel layers,
    and the host *interface* (``daphne.hosts`` itself);
 1. ``daphne.http``: what every HTTP version shares (exchange, header rules,
    scope, errors, pages);
@@ -37,6 +37,7 @@ LAYERS = {
     "daphne.proxies": (0, "base"),
     "daphne.access": (0, "base"),
     "daphne.endpoints": (0, "base"),
+    "daphne.systemd": (0, "base"),
     "daphne.layers": (0, "base"),
     "daphne.twisted": (0, "base"),
     "daphne.hosts": (0, "base"),
@@ -49,6 +50,7 @@ LAYERS = {
     "daphne.server": (4, "server"),
     "daphne.cli": (5, "entry"),
     "daphne.cli_options": (5, "entry"),
+    "daphne.reloader": (5, "entry"),
     "daphne.__main__": (5, "entry"),
     "daphne.testing": (5, "entry"),
     # The Django app: only Django imports it (INSTALLED_APPS = ["daphne", ...]).
