@@ -29,10 +29,10 @@ from ..access import describe_client
 from ..http.errors import HTTPError, RequestTimeout
 from ..http.exchange import HTTPExchange, ResponseState
 from ..http.scope import format_address
-from ..websocket.handshake import HandshakeError, check_request
 from ..websocket.session import WebSocketSession
 from . import direct
 from .http1_reader import RequestReader
+from .http1_upgrade import WebSocketCarrier
 from .http1_writer import ResponseWriter
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class ReadPause(enum.Enum):
 
 
 @implementer(IPushProducer)
-class HTTP11Connection(protocol.Protocol):
+class HTTP11Connection(WebSocketCarrier, protocol.Protocol):
     """One HTTP/1.1 connection: exchanges in order, keep-alive, pipelining."""
 
     def __init__(self, factory: Any) -> None:
@@ -359,55 +359,6 @@ class HTTP11Connection(protocol.Protocol):
         self.closing = True
         logger.info("Refused request from %s: %s", describe_client(self.client), error)
         self.writer.write_error(None, error.status, str(error), error.headers)
-
-    # -- WebSocket hand-over (this connection is the session's carrier) -------
-
-    def start_websocket(self, rest: bytes) -> None:
-        """Hand the connection to a WebSocket; ``rest`` follows the head."""
-        if self.http_timer is not None and self.http_timer.active():
-            self.http_timer.cancel()  # (the WebSocket has timers of its own)
-        self.http_timer = None
-        reader = self.reader
-        scope = reader.websocket_scope
-        try:
-            key = check_request(
-                reader.method,
-                scope["http_version"],
-                scope["headers"],
-                scope["subprotocols"],
-            )
-        except HandshakeError as error:
-            logger.info(
-                "Refused WebSocket handshake from %s: %s",
-                describe_client(scope["client"]),
-                error,
-            )
-            self.refuse(scope, error.status, str(error), error.headers)
-            return
-        # From here on the reader is never used again (about 1 KiB per open
-        # WebSocket): ``reader`` is None exactly when ``websocket`` is set.
-        self.reader = None
-        self.websocket = WebSocketSession(self, scope, key, self.factory.engines)
-        self.websocket.start(rest)
-
-    def denial_exchange(self, scope: dict) -> HTTPExchange:
-        """An HTTP exchange that answers a refused WebSocket handshake."""
-        request = HTTPExchange(self.writer, {**scope, "method": "GET"}, False, False)
-        request.body_complete = True
-        self.request = request
-        return request
-
-    def refuse(
-        self, scope: dict, status: int, detail: str = "", headers: Any = ()
-    ) -> HTTPExchange:
-        """Answer a WebSocket handshake with an error page and close."""
-        request = self.denial_exchange(scope)
-        request.state = ResponseState.FAILED
-        self.writer.write_error(request, status, detail, headers)
-        return request
-
-    def log_event(self, protocol: str, action: str, details: dict) -> None:
-        self.factory.log_event(protocol, action, details)
 
     # -- closing ---------------------------------------------------------------
 
