@@ -228,7 +228,7 @@ class HTTP11Connection(WebSocketCarrier, protocol.Protocol):
         """Time the client on the request body, unless it is waiting for us:
         reading paused by the server, or a 100 Continue not sent yet."""
         reader = self.reader
-        if reader is None or reader.parsing is None or self.read_pauses:
+        if reader is None or reader.parsing is None or self.read_pauses or self.closing:
             return
         request = reader.parsing
         if request.expect_continue and request.body_size == 0:
@@ -299,6 +299,9 @@ class HTTP11Connection(WebSocketCarrier, protocol.Protocol):
         self.request = request
         if self.closing:
             request.keep_alive = False
+        limits = self.factory.limits
+        if limits is not None and not limits.admit_request(self, request):
+            return
         self.running.add(request)
         self.arm_http_timer()
         request.start(self.host)
@@ -407,4 +410,7 @@ class HTTP11Connection(WebSocketCarrier, protocol.Protocol):
         self.finish(request, keep_alive=False)
 
     def application_ended(self, request: HTTPExchange) -> None:
+        limits = self.factory.limits
+        if limits is not None and request in self.running:
+            limits.release()
         self.running.discard(request)

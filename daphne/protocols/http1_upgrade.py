@@ -54,6 +54,9 @@ class WebSocketCarrier:
             )
             self.refuse(scope, error.status, str(error), error.headers)
             return
+        limits = self.factory.limits
+        if limits is not None and not limits.admit_websocket(self, scope):
+            return
         # From here on the reader is never used again (about 1 KiB per open
         # WebSocket): ``reader`` is None exactly when ``websocket`` is set.
         self.reader = None
@@ -78,3 +81,8 @@ class WebSocketCarrier:
 
     def log_event(self, protocol: str, action: str, details: dict) -> None:
         self.factory.log_event(protocol, action, details)
+
+    def session_ended(self) -> None:
+        """The session's application instance has ended."""
+        if self.factory.limits is not None:
+            self.factory.limits.release()
