@@ -225,7 +225,18 @@ class CommandLineInterface:
             proxy_forwarded_port_header=port,
             proxy_forwarded_proto_header=proto,
             verbosity=options.verbosity,
+            **self.limits(options),
         )
+
+    @staticmethod
+    def limits(options: argparse.Namespace) -> dict[str, Any]:
+        """The Config fields of the "limits" option group."""
+        return {
+            "limit_max_requests": options.limit_max_requests,
+            "limit_max_requests_jitter": options.limit_max_requests_jitter,
+            "limit_concurrency": options.limit_concurrency,
+            "backlog": options.backlog,
+        }
 
     def option_names(self, message: str) -> str:
         """Name the command-line option in a Config error, not the field."""
@@ -274,6 +285,7 @@ class CommandLineInterface:
                 port=port,
                 unix_socket=options.unix_socket,
                 file_descriptor=options.file_descriptor,
+                backlog=options.backlog,
             )
             + options.socket_strings
         )

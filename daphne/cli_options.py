@@ -78,6 +78,7 @@ def build_parser(
     _add_application_options(parser, defaults)
     _add_layer_options(parser)
     _add_proxy_options(parser, defaults)
+    _add_limit_options(parser, defaults)
     _add_logging_options(parser, defaults)
     _add_reload_options(parser)
     parser.add_argument(
@@ -345,6 +346,45 @@ def _add_proxy_options(parser: argparse.ArgumentParser, defaults: Config) -> Non
         metavar="HEADER",
         help="header to take the client port from instead of "
         "X-Forwarded-Port (needs --proxy-headers)",
+    )
+
+
+def _add_limit_options(parser: argparse.ArgumentParser, defaults: Config) -> None:
+    """The "limits" group: retiring after N requests, concurrency, backlog."""
+    limits = parser.add_argument_group("limits")
+    limits.add_argument(
+        "--limit-max-requests",
+        type=int,
+        metavar="N",
+        default=defaults.limit_max_requests,
+        help="after N requests (WebSocket handshakes included), stop accepting, "
+        "finish the requests in progress as on SIGTERM, and exit 0, for a "
+        "supervisor or process manager to start a fresh process (default: never)",
+    )
+    limits.add_argument(
+        "--limit-max-requests-jitter",
+        type=int,
+        metavar="J",
+        default=defaults.limit_max_requests_jitter,
+        help="retire after a number of requests drawn once per process from "
+        "N to N+J instead, so that processes do not all retire at once "
+        "(default: %(default)s)",
+    )
+    limits.add_argument(
+        "--limit-concurrency",
+        type=int,
+        metavar="N",
+        default=defaults.limit_concurrency,
+        help="at most N requests and WebSockets with their application running "
+        "at once; more get 503 with Retry-After (default: no limit)",
+    )
+    limits.add_argument(
+        "--backlog",
+        type=int,
+        metavar="N",
+        default=defaults.backlog,
+        help="listen backlog of the -b/-p and -u sockets (for -e, write "
+        "backlog=N in the endpoint string) (default: %(default)s)",
     )
 
 

@@ -45,6 +45,9 @@ RELOAD_EXCLUDE = (
 #: A server the reloader asked to stop is killed if it is still running this
 #: many seconds after its ``shutdown_timeout``.
 RELOAD_KILL_AFTER = 5.0
+#: ``Retry-After`` seconds of a request refused by ``limit_concurrency``: a
+#: full server is usually a burst, gone in about that long.
+LIMIT_RETRY_AFTER = 1
 
 
 class ConfigError(ValueError):
@@ -126,6 +129,20 @@ class Config:
     #: to ``localhost`` may arrive from ``::1``.
     forwarded_allow_ips: str | tuple[str, ...] = ("127.0.0.1", "::1", "unix")
 
+    # -- Limits ----------------------------------------------------------
+    #: Retire (drain and exit 0, like SIGTERM) after this many requests,
+    #: WebSocket handshakes included (``None``: never) ...
+    limit_max_requests: int | None = None
+    #: ... plus a number drawn once per process from 0 to this, so that
+    #: processes started together do not all retire together.
+    limit_max_requests_jitter: int = 0
+    #: Most exchanges (HTTP requests and WebSockets whose application is
+    #: running) at once; more get 503 (``None``: no limit).
+    limit_concurrency: int | None = None
+    #: Listen backlog of the endpoints built from -b/-p and -u (uvicorn's
+    #: default; Twisted's own is 50, and the kernel caps it at somaxconn).
+    backlog: int = 2048
+
     # -- Server ----------------------------------------------------------
     #: In-flight requests get this long to finish on SIGINT/SIGTERM.
     shutdown_timeout: float = 10.0
@@ -176,6 +193,7 @@ class Config:
                 # (The original read 0 as "the default"; here it would close
                 # or refuse every socket at once. Negative means never.)
                 raise ConfigError(f"{name} must not be 0 (negative means never)")
+        self._validate_limits()
         if self.max_request_body_size is not None and self.max_request_body_size < 0:
             raise ConfigError("max_request_body_size must not be negative")
         if self.interface not in INTERFACES:
@@ -194,6 +212,18 @@ class Config:
             value = self.server_name.encode("latin-1", "replace")
             if not value or any(b < 0x20 or b == 0x7F for b in value):
                 raise ConfigError("server_name must be printable text")
+
+    def _validate_limits(self) -> None:
+        for name in ("limit_max_requests", "limit_concurrency"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be greater than 0")
+        if self.limit_max_requests_jitter < 0:
+            raise ConfigError("limit_max_requests_jitter must not be negative")
+        if self.limit_max_requests_jitter and self.limit_max_requests is None:
+            raise ConfigError("limit_max_requests_jitter needs limit_max_requests")
+        if self.backlog <= 0:
+            raise ConfigError("backlog must be greater than 0")
 
     def _validate_proxy(self) -> None:
         # Parsed once here, so that a request only looks the peer up.

@@ -46,21 +46,24 @@ def build_endpoint_description_strings(
     port: int | str | None = None,
     unix_socket: str | None = None,
     file_descriptor: int | str | None = None,
+    backlog: int | None = None,
 ) -> list[str]:
     """Build Twisted server endpoint descriptions for the given bindings.
 
     Every binding that is given produces one description; TCP needs both
-    ``host`` and ``port``.
+    ``host`` and ``port``. ``backlog`` is the listen backlog of the TCP and
+    UNIX ones (an ``fd`` socket is already listening with its own).
     """
+    listen = "" if backlog is None else f":backlog={int(backlog)}"
     descriptions = []
     if host is not None or port is not None:
         if host is None or port is None:
             raise ValueError("TCP binding requires both host and port")
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]
-        descriptions.append(f"tcp:port={int(port)}:interface={_quote(host)}")
+        descriptions.append(f"tcp:port={int(port)}:interface={_quote(host)}{listen}")
     if unix_socket is not None:
-        descriptions.append(f"unix:{_quote(unix_socket)}")
+        descriptions.append(f"unix:{_quote(unix_socket)}{listen}")
     if file_descriptor is not None:
         descriptions.append(f"fd:fileno={int(file_descriptor)}")
     return descriptions

@@ -182,6 +182,8 @@ class Server:
         self.factory = HTTPFactory(
             self.config, self.host, reactor, access_log=self.action_logger
         )
+        if self.factory.limits is not None:
+            self.factory.limits.on_retire = self._retire
         if self.signal_handlers:
             reactor.callWhenRunning(self._install_signal_handlers)
         reactor.callWhenRunning(self._spawn, self._start)
@@ -195,6 +197,15 @@ class Server:
         if self.reactor.running and not self._stop_requested:
             self._stop_requested = True
             self.reactor.stop()
+
+    def _retire(self, requests: int) -> None:
+        """limit_max_requests is reached: drain as on SIGTERM, then exit 0."""
+        logger.info(
+            "Retiring after %d requests (--limit-max-requests): "
+            "finishing the requests in progress, then exiting",
+            requests,
+        )
+        self.stop()
 
     def _install_signal_handlers(self) -> None:
         """SIGINT/SIGTERM once: graceful stop; twice: leave at once."""

@@ -79,35 +79,52 @@ def cli_run(monkeypatch):
 
 
 def test_no_binding_options_listen_on_localhost_8000(cli_run):
-    assert cli_run()["endpoints"] == ["tcp:port=8000:interface=127.0.0.1"]
+    assert cli_run()["endpoints"] == ["tcp:port=8000:interface=127.0.0.1:backlog=2048"]
 
 
 def test_bind_without_port_uses_port_8000(cli_run):
     assert cli_run("-b", "10.0.0.1")["endpoints"] == [
-        "tcp:port=8000:interface=10.0.0.1"
+        "tcp:port=8000:interface=10.0.0.1:backlog=2048"
     ]
 
 
 def test_port_without_bind_uses_localhost(cli_run):
-    assert cli_run("-p", "9000")["endpoints"] == ["tcp:port=9000:interface=127.0.0.1"]
+    assert cli_run("-p", "9000")["endpoints"] == [
+        "tcp:port=9000:interface=127.0.0.1:backlog=2048"
+    ]
 
 
 def test_bind_and_port_long_spellings(cli_run):
     kwargs = cli_run("--bind", "0.0.0.0", "--port", "8080")
-    assert kwargs["endpoints"] == ["tcp:port=8080:interface=0.0.0.0"]
+    assert kwargs["endpoints"] == ["tcp:port=8080:interface=0.0.0.0:backlog=2048"]
 
 
 @pytest.mark.parametrize("host", ["::1", "[::1]"])
 def test_ipv6_bind_is_escaped_with_or_without_brackets(cli_run, host):
-    assert cli_run("-b", host)["endpoints"] == [r"tcp:port=8000:interface=\:\:1"]
+    assert cli_run("-b", host)["endpoints"] == [
+        r"tcp:port=8000:interface=\:\:1:backlog=2048"
+    ]
 
 
 def test_unix_socket_alone_listens_only_there(cli_run):
-    assert cli_run("-u", "/tmp/x.sock")["endpoints"] == ["unix:/tmp/x.sock"]
+    assert cli_run("-u", "/tmp/x.sock")["endpoints"] == [
+        "unix:/tmp/x.sock:backlog=2048"
+    ]
 
 
 def test_fd_alone_listens_only_there(cli_run):
     assert cli_run("--fd", "5")["endpoints"] == ["fd:fileno=5"]
+
+
+def test_backlog_goes_into_bind_options_not_into_endpoint_strings(cli_run):
+    kwargs = cli_run(
+        "-p", "9000", "-u", "/tmp/x.sock", "-e", "tcp:9001", "--backlog", "64"
+    )
+    assert kwargs["endpoints"] == [
+        "tcp:9001",
+        "tcp:port=9000:interface=127.0.0.1:backlog=64",
+        "unix:/tmp/x.sock:backlog=64",
+    ]
 
 
 def test_endpoint_strings_alone_listen_only_there(cli_run):
@@ -133,9 +150,9 @@ def test_every_binding_option_together_all_sorted(cli_run):
     expected = [
         "fd:fileno=7",
         "tcp:7000:interface=127.0.0.1",
-        "tcp:port=9002:interface=10.0.0.2",
+        "tcp:port=9002:interface=10.0.0.2:backlog=2048",
         "unix:/tmp/e.sock",
-        "unix:/tmp/u.sock",
+        "unix:/tmp/u.sock:backlog=2048",
     ]
     assert kwargs["endpoints"] == expected
 
@@ -190,6 +207,14 @@ def test_every_option_reaches_config(cli_run):
         "on",
         "--shutdown-timeout",
         "1.5",
+        "--limit-max-requests",
+        "500",
+        "--limit-max-requests-jitter",
+        "50",
+        "--limit-concurrency",
+        "64",
+        "--backlog",
+        "128",
         "-v",
         "2",
     )
@@ -212,6 +237,10 @@ def test_every_option_reaches_config(cli_run):
         "application_close_timeout": 2.5,
         "lifespan": "on",
         "shutdown_timeout": 1.5,
+        "limit_max_requests": 500,
+        "limit_max_requests_jitter": 50,
+        "limit_concurrency": 64,
+        "backlog": 128,
         "verbosity": 2,
     }
     assert {name: getattr(config, name) for name in expected} == expected
@@ -421,6 +450,10 @@ HELP_OPTIONS = [
     "--interface",
     "--force-sync",
     "--ws-protocol",
+    "--limit-max-requests",
+    "--limit-max-requests-jitter",
+    "--limit-concurrency",
+    "--backlog",
 ]
 
 
@@ -573,6 +606,11 @@ def test_bad_log_format_is_a_one_line_error(error_results, case):
         (["--fd", "three"], "three"),
         (["--websocket-max-message-size", "-1"], "-1"),
         (["--server-name", "bad\x01name"], "--server-name"),
+        (["--limit-concurrency", "0"], "--limit-concurrency"),
+        (["--limit-max-requests", "-3"], "--limit-max-requests"),
+        (["--limit-max-requests-jitter", "5"], "--limit-max-requests-jitter"),
+        (["--backlog", "0"], "--backlog"),
+        (["--backlog", "many"], "many"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else None,
 )

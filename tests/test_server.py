@@ -108,7 +108,7 @@ def test_unix_socket_listening_log_names_the_path(tmp_path):
     with run_daphne("-u", path, app=APP, listen=False) as server:
         server.wait_listening()
         line = server.wait_for_line("Listening on", stream="stderr")
-    assert line.endswith(f"Listening on unix:{path} at {path}")
+    assert line.endswith(f"Listening on unix:{path}:backlog=2048 at {path}")
 
 
 class InheritedSocketServer:

@@ -21,6 +21,7 @@ from ..hosts import Host
 from ..http.exchange import HTTPExchange
 from ..websocket.engine import EngineFactory
 from .http1 import HTTP11Connection
+from .limits import Limits
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ class HTTPFactory(protocol.ServerFactory):
         self.access_log = access_log
         #: The WebSocket framing engines' shared options.
         self.engines = EngineFactory(config, reactor)
+        #: --limit-concurrency and --limit-max-requests (None: neither is set).
+        self.limits = Limits.for_config(config, reactor)
         self.connections: set[HTTP11Connection] = set()
         self._empty_waiters: list[defer.Deferred] = []
         self.server_header = (

@@ -29,10 +29,10 @@ from ..access import describe_client
 from ..http.errors import HTTPError, RequestTimeout
 from ..http.exchange import HTTPExchange, ResponseState
 from ..http.scope import format_address
-from ..websocket.handshake import HandshakeError, check_request
 from ..websocket.session import WebSocketSession
 from . import direct
 from .http1_reader import RequestReader
+from .http1_upgrade import WebSocketCarrier
 from .http1_writer import ResponseWriter
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class ReadPause(enum.Enum):
 
 
 @implementer(IPushProducer)
-class HTTP11Connection(protocol.Protocol):
+class HTTP11Connection(WebSocketCarrier, protocol.Protocol):
     """One HTTP/1.1 connection: exchanges in order, keep-alive, pipelining."""
 
     def __init__(self, factory: Any) -> None:
@@ -228,7 +228,7 @@ class HTTP11Connection(protocol.Protocol):
         """Time the client on the request body, unless it is waiting for us:
         reading paused by the server, or a 100 Continue not sent yet."""
         reader = self.reader
-        if reader is None or reader.parsing is None or self.read_pauses:
+        if reader is None or reader.parsing is None or self.read_pauses or self.closing:
             return
         request = reader.parsing
         if request.expect_continue and request.body_size == 0:
@@ -299,6 +299,9 @@ class HTTP11Connection(protocol.Protocol):
         self.request = request
         if self.closing:
             request.keep_alive = False
+        limits = self.factory.limits
+        if limits is not None and not limits.admit_request(self, request):
+            return
         self.running.add(request)
         self.arm_http_timer()
         request.start(self.host)
@@ -360,55 +363,6 @@ class HTTP11Connection(protocol.Protocol):
         logger.info("Refused request from %s: %s", describe_client(self.client), error)
         self.writer.write_error(None, error.status, str(error), error.headers)
 
-    # -- WebSocket hand-over (this connection is the session's carrier) -------
-
-    def start_websocket(self, rest: bytes) -> None:
-        """Hand the connection to a WebSocket; ``rest`` follows the head."""
-        if self.http_timer is not None and self.http_timer.active():
-            self.http_timer.cancel()  # (the WebSocket has timers of its own)
-        self.http_timer = None
-        reader = self.reader
-        scope = reader.websocket_scope
-        try:
-            key = check_request(
-                reader.method,
-                scope["http_version"],
-                scope["headers"],
-                scope["subprotocols"],
-            )
-        except HandshakeError as error:
-            logger.info(
-                "Refused WebSocket handshake from %s: %s",
-                describe_client(scope["client"]),
-                error,
-            )
-            self.refuse(scope, error.status, str(error), error.headers)
-            return
-        # From here on the reader is never used again (about 1 KiB per open
-        # WebSocket): ``reader`` is None exactly when ``websocket`` is set.
-        self.reader = None
-        self.websocket = WebSocketSession(self, scope, key, self.factory.engines)
-        self.websocket.start(rest)
-
-    def denial_exchange(self, scope: dict) -> HTTPExchange:
-        """An HTTP exchange that answers a refused WebSocket handshake."""
-        request = HTTPExchange(self.writer, {**scope, "method": "GET"}, False, False)
-        request.body_complete = True
-        self.request = request
-        return request
-
-    def refuse(
-        self, scope: dict, status: int, detail: str = "", headers: Any = ()
-    ) -> HTTPExchange:
-        """Answer a WebSocket handshake with an error page and close."""
-        request = self.denial_exchange(scope)
-        request.state = ResponseState.FAILED
-        self.writer.write_error(request, status, detail, headers)
-        return request
-
-    def log_event(self, protocol: str, action: str, details: dict) -> None:
-        self.factory.log_event(protocol, action, details)
-
     # -- closing ---------------------------------------------------------------
 
     def close(self) -> None:
@@ -456,4 +410,7 @@ class HTTP11Connection(protocol.Protocol):
         self.finish(request, keep_alive=False)
 
     def application_ended(self, request: HTTPExchange) -> None:
+        limits = self.factory.limits
+        if limits is not None and request in self.running:
+            limits.release()
         self.running.discard(request)

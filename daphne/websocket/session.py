@@ -141,6 +141,9 @@ class Carrier(Protocol):
 
     def log_event(self, protocol: str, action: str, details: dict) -> None: ...
 
+    def session_ended(self) -> None:
+        """The session's application instance has ended (once)."""
+
 
 class WebSocketSession:
     """One WebSocket's state, timers and events, between its carrier and its
@@ -410,6 +413,7 @@ class WebSocketSession:
 
     def application_finished(self, exc: BaseException | None) -> None:
         self.instance = None
+        self.conn.session_ended()
         # Nobody will drain the queue now: read on, so that the close
         # handshake can complete (messages are dropped, see message()).
         self.resume_reading()
