@@ -49,6 +49,7 @@ LAYERS = {
     "daphne.server": (4, "server"),
     "daphne.cli": (5, "entry"),
     "daphne.cli_options": (5, "entry"),
+    "daphne.supervisor": (5, "entry"),
     "daphne.__main__": (5, "entry"),
     "daphne.testing": (5, "entry"),
     # The Django app: only Django imports it (INSTALLED_APPS = ["daphne", ...]).
