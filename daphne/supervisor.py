@@ -266,15 +266,18 @@ class WorkerLink:
         def ready() -> None:
             import asyncio
 
-            control = socket.socket(fileno=self.control_fd)
-            control.sendall(b"R")
-
             def supervisor_gone() -> None:
                 loop.remove_reader(control)
                 logger.warning("The supervisor has gone; stopping")
                 stop()
 
             loop = asyncio.get_running_loop()
+            control = socket.socket(fileno=self.control_fd)
+            try:
+                control.sendall(b"R")
+            except OSError:
+                supervisor_gone()
+                return
             loop.add_reader(control, supervisor_gone)
 
         return ready

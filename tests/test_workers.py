@@ -218,6 +218,32 @@ def test_a_second_sigterm_kills_the_workers(tmp_path):
         server.wait_for_line(rf"Worker {pid} exited \(killed by SIGKILL\)", "stderr")
 
 
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not ended (nor is a zombie)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_workers_stop_by_themselves_when_the_supervisor_is_killed(tmp_path):
+    with supervised(tmp_path, 2) as server:
+        workers = live_workers(server)
+        server.proc.kill()
+        server.wait()
+        wait_until(
+            lambda: not any(running(pid) for pid in workers),
+            "the orphaned workers to stop",
+            server,
+        )
+        wait_until(
+            lambda: sum("The supervisor has gone" in x for x in server.stderr) == 2,
+            "each worker to say why it stopped",
+            server,
+        )
+
+
 def test_sigttin_adds_a_worker_and_sigttou_removes_one(tmp_path):
     with supervised(tmp_path, 2) as server:
         two = live_workers(server)
