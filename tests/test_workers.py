@@ -269,6 +269,33 @@ def test_tls_endpoints_are_shared_and_wrapped_in_the_workers(tmp_path, tls_files
         assert seen <= live_workers(server)
 
 
+def test_an_inherited_socket_is_shared_by_the_workers():
+    """--fd N: the socket a process manager passed in serves every worker."""
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port = sock.getsockname()[1]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "--workers", "2"]
+            + ["--fd", str(sock.fileno()), APP],
+            cwd=ROOT,
+            pass_fds=[sock.fileno()],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    try:
+        ready = set()
+        for line in proc.stderr:
+            ready |= {int(m) for m in READY.findall(line)}
+            if len(ready) == 2:
+                break
+        assert len(ready) == 2
+        assert all(get(port)["pid"] in ready for _ in range(6))
+        proc.terminate()
+        assert proc.wait(PATIENCE) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_the_supervisor_binds_without_a_reactor(tls_files):
     """Every endpoint kind is bound with the socket module alone."""
     script = f"""
