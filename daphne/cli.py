@@ -25,6 +25,7 @@ from .hosts.detect import INTERFACE_NAMES, TargetError, detect_interface
 from .hosts.layer import LAYER_HTTP_TIMEOUT, layer_config
 from .layers import compat as layers_compat
 from .server import Server, ServerError, install_reactor
+from .supervisor import Supervisor, WorkerLink, check_layer
 from .systemd import ListenFD, listen_fds
 from .utils import (
     ImportTargetError,
@@ -89,6 +90,9 @@ class CommandLineInterface:
             endpoints = self.build_endpoints(options)
             if self.reloading(options):
                 raise SystemExit(self.run_reloader(options, args, config))
+            worker = WorkerLink.from_options(options)
+            if config.workers > 1 and worker is None:
+                raise SystemExit(self.supervise(args, endpoints, config))
             # Before the application is imported, so that an import of
             # twisted.internet.reactor there gets the asyncio one.
             install_reactor()
@@ -98,6 +102,8 @@ class CommandLineInterface:
             layers_compat.install()
             application = self.load_application(options.application)
             interface = detect_interface(application, options.interface)
+            if worker is not None:
+                check_layer(application, config.workers, options.workers_share_nothing)
             if interface == "channel-layer":
                 config = layer_config(config, application, self.explicit(options))
             access_log = self.open_access_log(options)
@@ -107,7 +113,10 @@ class CommandLineInterface:
                 action_logger=access_log,
                 config=config,
                 **self.legacy_kwargs(config),
+                **self.worker_kwargs(worker, endpoints),
             )
+            if worker is not None:
+                worker.install_signal_handlers(self.server.stop)
             logger.info(
                 "Starting server at %s, %s %s",
                 ", ".join(endpoints),
@@ -226,6 +235,7 @@ class CommandLineInterface:
             proxy_forwarded_proto_header=proto,
             verbosity=options.verbosity,
             **self.limits(options),
+            workers=options.workers,
         )
 
     @staticmethod
@@ -313,6 +323,27 @@ class CommandLineInterface:
             extra_args=[arg for fd in self.activated for arg in ("-e", fd.description)],
             pass_fds=inherited,
         ).run()
+
+    @staticmethod
+    def supervise(args: list[str], endpoints: list[str], config: Config) -> int:
+        """Run ``--workers`` worker processes under a supervisor; its status."""
+        supervisor = Supervisor(
+            args, endpoints, config.workers, config.shutdown_timeout
+        )
+        return supervisor.run()
+
+    def worker_kwargs(
+        self, worker: WorkerLink | None, endpoints: list[str]
+    ) -> dict[str, Any]:
+        """The Server arguments of a worker process (none outside one): its
+        supervisor's sockets, the readiness message, its own signals."""
+        if worker is None:
+            return {}
+        return {
+            "endpoint_factory": worker.endpoint_factory(endpoints),
+            "ready_callable": worker.ready(lambda: self.server.stop()),
+            "signal_handlers": False,
+        }
 
     @staticmethod
     def explicit(options: argparse.Namespace) -> set[str]:

@@ -81,6 +81,7 @@ def build_parser(
     _add_limit_options(parser, defaults)
     _add_logging_options(parser, defaults)
     _add_reload_options(parser)
+    _add_worker_options(parser, defaults)
     parser.add_argument(
         "application",
         metavar="module.path:object.path",
@@ -453,3 +454,30 @@ def _add_reload_options(parser: argparse.ArgumentParser) -> None:
         help="ignore files, and directories, whose name matches; wins over "
         f"--reload-include (repeatable; always: {' '.join(RELOAD_EXCLUDE)})",
     )
+
+
+def _add_worker_options(parser: argparse.ArgumentParser, defaults: Config) -> None:
+    """The "worker processes" group: --workers, and the supervisor's own."""
+    group = parser.add_argument_group(
+        "worker processes",
+        "With --workers above 1, a supervisor binds the endpoints and runs "
+        "that many daphne processes on them (SIGHUP replaces them one by one, "
+        "SIGTTIN/SIGTTOU add or remove one).",
+    )
+    group.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        default=defaults.workers,
+        help="worker processes serving the same sockets (default: %(default)s, "
+        "no supervisor)",
+    )
+    group.add_argument(
+        "--workers-share-nothing",
+        action="store_true",
+        help="allow --workers with daphne's in-memory channel layer, each "
+        "worker having a layer of its own",
+    )
+    # Internal: how the supervisor starts a worker (daphne.supervisor).
+    group.add_argument("--worker-sockets", help=argparse.SUPPRESS)
+    group.add_argument("--worker-control-fd", type=int, help=argparse.SUPPRESS)

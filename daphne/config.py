@@ -146,6 +146,9 @@ class Config:
     # -- Server ----------------------------------------------------------
     #: In-flight requests get this long to finish on SIGINT/SIGTERM.
     shutdown_timeout: float = 10.0
+    #: Worker processes; more than 1 runs them under a supervisor
+    #: (:mod:`daphne.supervisor`), 1 serves in this process.
+    workers: int = 1
     verbosity: int = 1
     access_log: AccessLogger | None = None
 
@@ -186,6 +189,8 @@ class Config:
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
+        if self.workers < 1:
+            raise ConfigError("workers must be at least 1")
         if self.http_timeout is not None and self.http_timeout <= 0:
             raise ConfigError("http_timeout must be greater than 0")
         for name in ("websocket_timeout", "websocket_connect_timeout"):

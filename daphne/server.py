@@ -112,6 +112,7 @@ class Server:
         ready_callable: Callable[[], None] | None = None,
         config: Config | None = None,
         reactor: Any = None,
+        endpoint_factory: Callable[[Any, str], Any] | None = None,
         request_buffer_size: int | None = None,
         websocket_handshake_timeout: float | None = None,
         **options: Any,
@@ -144,6 +145,9 @@ class Server:
         self.action_logger = action_logger or self.config.access_log
         self.ready_callable = ready_callable
         self.reactor = reactor
+        #: ``(reactor, description) -> endpoint`` (a worker's adopts the
+        #: supervisor's sockets).
+        self.endpoint_factory = endpoint_factory or server_endpoint
         self.listeners: list[Any] = []
         self.error: ServerError | None = None
         self.factory: HTTPFactory | None = None
@@ -162,7 +166,7 @@ class Server:
         # Check every endpoint before running anything of the application's.
         try:
             self._endpoints = [
-                (description, server_endpoint(reactor, description))
+                (description, self.endpoint_factory(reactor, description))
                 for description in self.endpoints
             ]
         except EndpointError as exc:

@@ -422,6 +422,8 @@ def daphne(*args: str, env: dict | None = None, timeout: float = 20):
 
 
 HELP_OPTIONS = [
+    "--workers",
+    "--workers-share-nothing",
     "-b",
     "-p",
     "-u",

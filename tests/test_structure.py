@@ -51,6 +51,7 @@ LAYERS = {
     "daphne.cli": (5, "entry"),
     "daphne.cli_options": (5, "entry"),
     "daphne.reloader": (5, "entry"),
+    "daphne.supervisor": (5, "entry"),
     "daphne.__main__": (5, "entry"),
     "daphne.testing": (5, "entry"),
     # The Django app: only Django imports it (INSTALLED_APPS = ["daphne", ...]).
