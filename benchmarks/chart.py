@@ -31,6 +31,10 @@ COLOURS = {
     "raw-twisted": "#b3b3b3",
     "autobahn": "#d9d9d9",
     "daphne1": "#a05a2c",
+    "daphne-w1": "#5fae8f",
+    "daphne-w2": "#0c7c59",
+    "uvicorn-w1": "#4f7fb8",
+    "uvicorn-w2": "#17375e",
 }
 
 

@@ -126,12 +126,15 @@ def markdown(result: dict) -> str:
     summary = result["summary"]
     baseline = meta["baseline"]
     base_label = servers.get(baseline, {}).get("label", baseline)
+    unpinned = [w for w in workloads.values() if w.get("pinned") is False]
+    pinning = f"servers on CPU {meta['server_cpu']}, load on CPU {meta['load_cpu']}"
+    if unpinned:
+        pinning += " (both unpinned in the multi-core section)"
     lines = [
         "# daphne benchmark",
         "",
         f"{meta['started']} · {meta['mode']} mode · {meta['rounds']} round(s), "
-        f"median per cell · servers on CPU {meta['server_cpu']}, "
-        f"load on CPU {meta['load_cpu']} · load average at start "
+        f"median per cell · {pinning} · load average at start "
         f"{meta['loadavg_start']} · {meta['elapsed_s']:.0f} s in all",
         "",
         f"Each cell: median (value ÷ **{base_label}**'s, unless the section "
@@ -148,6 +151,8 @@ def markdown(result: dict) -> str:
         metrics = workload["metrics"]
         wbase = section_baseline(workload, baseline)
         lines += ["", f"## {workload['title']}", ""]
+        if workload.get("note"):
+            lines += [workload["note"], ""]
         if wbase != baseline:
             wbase_label = servers.get(wbase, {}).get("label", wbase)
             lines += [

@@ -3,12 +3,15 @@
 Usage (from the repository root; ``make bench`` sets everything up first)::
 
     python3 benchmarks/run.py                 # 3 rounds, 10 s per HTTP run
-    python3 benchmarks/run.py --quick         # 1 round, 3 s runs (~70 s)
+    python3 benchmarks/run.py --quick         # 1 round, 3 s runs (~90 s)
     python3 benchmarks/run.py --servers daphne,daphne4 --workloads http-c64
     python3 benchmarks/run.py --servers daphne1 --workloads layer-http-c1
+    python3 benchmarks/run.py --servers daphne-w1,daphne-w2,uvicorn-w2 \
+        --workloads http-c64-cores
 
 Each measurement starts a fresh server pinned to one CPU, waits until it
-serves, loads it from another CPU, and kills its process group. Rounds go
+serves, loads it from another CPU, and kills its process group (the
+multi-core section pins neither: worker processes and wrk share every CPU). Rounds go
 through every workload and, within it, every server, in an order rotated
 each round so no server always runs first. Results: ``results/latest.json``
 (every run), ``results/latest.md`` (the table, also printed) and
@@ -80,8 +83,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="benchmarks/run.py",
         description="Compare daphne with Daphne 4, uvicorn, hypercorn and a raw "
-        "Twisted protocol on the same machine, in one run; and, in channel layer "
-        "mode, with the original Daphne 1.4.2.",
+        "Twisted protocol on the same machine, in one run; in channel layer "
+        "mode, with the original Daphne 1.4.2; and with worker processes on "
+        "every CPU, daphne --workers 2 and uvicorn --workers 2 against daphne "
+        "--workers 1.",
     )
     parser.add_argument(
         "--quick",
@@ -269,7 +274,7 @@ def run_one(
         with RunningServer(
             spec,
             settings.paths,
-            server_cpu,
+            server_cpu if workload.pinned else None,
             log_path,
             mode=workload.mode,
             env=workload.server_env(settings),
@@ -327,6 +332,8 @@ def measure_all(args, settings, specs, workloads, server_cpu, labels, runs) -> N
         order = specs[shift:] + specs[:shift]
         for workload in workloads:
             for spec in order:
+                if not workload.applies_to(spec):
+                    continue  # not in this section at all: no record, no row
                 feature = workload.feature
                 reason = spec.lacks(feature)
                 if reason is not None:
@@ -388,6 +395,14 @@ def main(argv: list[str] | None = None) -> int:
     if any(isinstance(w, HttpWrk) for w in workloads) and not shutil.which("wrk"):
         print("error: wrk not found (`make bench` installs it)", file=sys.stderr)
         return 2
+
+    for workload in workloads:
+        if not any(workload.applies_to(spec) for spec in specs):
+            names = workload.servers or ()
+            warn(
+                f"no server of --servers runs in {workload.key}"
+                + (f" (its servers: {', '.join(names)})" if names else "")
+            )
 
     raise_file_limit()
     server_cpu, load_cpu = choose_cpus(args)
@@ -475,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
             "mode": w.mode,
             "baseline": w.baseline or BASELINE,
             "headline": w.headline,
+            "pinned": w.pinned,
+            "note": w.note,
             "metrics": [
                 {
                     "key": m.key,

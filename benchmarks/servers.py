@@ -73,6 +73,10 @@ class ServerSpec:
     #: distribution whose version is recorded (and fills ``{version}`` in the
     #: label), looked up in ``venv``
     distribution: str | None = None
+    #: measured only in the sections that name it (``Workload.servers``): the
+    #: multi-process servers of the multi-core section, say, which would only
+    #: repeat the single-process rows elsewhere
+    dedicated: bool = False
 
     def display(self, version: str | None) -> str:
         return self.label.format(version=version or "?")
@@ -104,18 +108,24 @@ class ServerSpec:
         return [part.format(bin=bindir, port=port) for part in argv]
 
 
-def daphne_argv(target: str, endpoint: bool = False) -> tuple[str, ...]:
+def daphne_argv(
+    target: str, endpoint: bool = False, workers: int | None = None
+) -> tuple[str, ...]:
     """A daphne command serving ``target``, quiet: bound with an endpoint
-    string (this repository's daphne) or with -b/-p (Daphne 4 and 1.4.2)."""
+    string (this repository's daphne) or with -b/-p (Daphne 4 and 1.4.2),
+    with ``--workers N`` if ``workers`` is given (this repository's daphne)."""
     if endpoint:
         where: tuple[str, ...] = ("-e", "tcp:{port}:interface=" + HOST)
     else:
         where = ("-b", HOST, "-p", "{port}")
-    return ("{bin}/daphne", "-v", "0", *where, target)
+    processes = ("--workers", str(workers)) if workers is not None else ()
+    return ("{bin}/daphne", "-v", "0", *processes, *where, target)
 
 
-def uvicorn_argv(http: str, loop: str) -> tuple[str, ...]:
-    """uvicorn on ``app:application`` with the given parser and loop, quiet."""
+def uvicorn_argv(http: str, loop: str, workers: int | None = None) -> tuple[str, ...]:
+    """uvicorn on ``app:application`` with the given parser and loop, quiet,
+    with ``--workers N`` if ``workers`` is given."""
+    processes = ("--workers", str(workers)) if workers is not None else ()
     return (
         "{bin}/uvicorn",
         "--host",
@@ -129,6 +139,7 @@ def uvicorn_argv(http: str, loop: str) -> tuple[str, ...]:
         "--no-access-log",
         "--log-level",
         "warning",
+        *processes,
         "app:application",
     )
 
@@ -212,6 +223,44 @@ SERVERS: tuple[ServerSpec, ...] = (
         features={"http": NO, "websocket": YES, "channel_layer": NO},
         note="autobahn's own echo protocol, daphne's reactor and loop",
     ),
+    # The multi-core section (workloads.MULTI_CORE_SERVERS): unpinned, on
+    # every CPU, each against daphne --workers 1. Nowhere else.
+    ServerSpec(
+        key="daphne-w1",
+        label="daphne --workers 1",
+        venv="main",
+        distribution="daphne",
+        argv=daphne_argv("app:application", endpoint=True, workers=1),
+        dedicated=True,
+        note="one process, no supervisor (the multi-core section's baseline)",
+    ),
+    ServerSpec(
+        key="daphne-w2",
+        label="daphne --workers 2",
+        venv="main",
+        distribution="daphne",
+        argv=daphne_argv("app:application", endpoint=True, workers=2),
+        dedicated=True,
+        note="a supervisor binds the socket, 2 worker processes share it",
+    ),
+    ServerSpec(
+        key="uvicorn-w1",
+        label="uvicorn httptools+uvloop --workers 1",
+        venv="peers",
+        distribution="uvicorn",
+        argv=uvicorn_argv("httptools", "uvloop", workers=1),
+        dedicated=True,
+        note="one process, no supervisor",
+    ),
+    ServerSpec(
+        key="uvicorn-w2",
+        label="uvicorn httptools+uvloop --workers 2",
+        venv="peers",
+        distribution="uvicorn",
+        argv=uvicorn_argv("httptools", "uvloop", workers=2),
+        dedicated=True,
+        note="uvicorn's supervisor binds the socket, 2 worker processes share it",
+    ),
 )
 
 SERVERS_BY_KEY = {spec.key: spec for spec in SERVERS}
@@ -219,6 +268,8 @@ SERVERS_BY_KEY = {spec.key: spec for spec in SERVERS}
 #: (the channel-layer sections are against Daphne 1.4.2)
 BASELINE = "daphne4"
 LAYER_BASELINE = "daphne1"
+#: the multi-core section's baseline: daphne as one process, on every CPU
+CORES_BASELINE = "daphne-w1"
 
 
 class ServerFailed(Exception):
@@ -247,13 +298,14 @@ def pin(cpu: int | None, argv: list[str]) -> list[str]:
     return argv if cpu is None else ["taskset", "-c", str(cpu), *argv]
 
 
-def rss_kib_of_group(pgid: int) -> int:
-    """Resident memory (KiB) of every process in process group ``pgid``.
+def group_pids(pgid: int) -> list[int]:
+    """The live processes of process group ``pgid`` (zombies left out).
 
     A server that forks or spawns workers (hypercorn runs its worker under a
-    supervisor) is measured whole.
+    supervisor, ``daphne --workers N`` and ``uvicorn --workers N`` run N of
+    them) keeps them in its group.
     """
-    total = 0
+    found = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -262,9 +314,20 @@ def rss_kib_of_group(pgid: int) -> int:
                 stat = handle.read()
             # Fields after the parenthesised command name: state ppid pgrp ...
             fields = stat[stat.rindex(b")") + 2 :].split()
-            if int(fields[2]) != pgid:
-                continue
-            with open(f"/proc/{entry.name}/status") as handle:
+            if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+                found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+    return found
+
+
+def rss_kib_of_group(pgid: int) -> int:
+    """Resident memory (KiB) of every process in process group ``pgid``: a
+    server with worker processes is measured whole (supervisor and workers)."""
+    total = 0
+    for pid in group_pids(pgid):
+        try:
+            with open(f"/proc/{pid}/status") as handle:
                 for line in handle:
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1])
@@ -272,6 +335,16 @@ def rss_kib_of_group(pgid: int) -> int:
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile, or a kernel thread without VmRSS
     return total
+
+
+def wait_group_gone(pgid: int, timeout: float) -> bool:
+    """Wait until no live process is left in group ``pgid``; whether none is."""
+    deadline = time.monotonic() + timeout
+    while group_pids(pgid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 class RunningServer:
@@ -366,6 +439,15 @@ class RunningServer:
             )
 
     def stop(self) -> None:
+        """Stop the whole process group: the server and any worker processes.
+
+        SIGTERM goes to every process in the group (a supervisor such as
+        ``daphne --workers N`` drains its workers and exits; they get it too,
+        and drain); whatever is still alive after the grace period, leader
+        or worker, gets SIGKILL. It returns once no process of the group is
+        left, so the next measurement starts on an idle machine and a free
+        port.
+        """
         process = self.process
         if process is None:
             return
@@ -373,14 +455,18 @@ class RunningServer:
         for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, sig)
+            deadline = time.monotonic() + grace
             try:
                 process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 continue
-            # The leader is gone; make sure no worker outlived it.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGKILL)
-            break
+            # The leader is gone (and reaped); its workers should follow it.
+            if wait_group_gone(pgid, max(0.0, deadline - time.monotonic())):
+                break
+        # Anything left (a worker that outlived its supervisor) is killed.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        wait_group_gone(pgid, 5.0)
         self.process = None
 
     # -- observation ---------------------------------------------------------

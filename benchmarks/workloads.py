@@ -31,11 +31,13 @@ from pathlib import Path
 from servers import (
     APP,
     BENCH_DIR,
+    CORES_BASELINE,
     HOST,
     LAYER,
     LAYER_BASELINE,
     Paths,
     RunningServer,
+    ServerSpec,
     child_env,
     pin,
 )
@@ -92,6 +94,24 @@ class Workload:
     metrics: tuple[Metric, ...] = ()
     #: the metric drawn in the chart
     headline = ""
+    #: the servers measured in this section; None: every server that is not
+    #: ``dedicated`` (see ``ServerSpec.dedicated``)
+    servers: tuple[str, ...] | None = None
+    #: server pinned to one CPU and load generator to another (``--server-cpu``,
+    #: ``--load-cpu``); False: both run unpinned, sharing every CPU
+    pinned = True
+    #: a sentence printed under the section's heading
+    note = ""
+
+    def applies_to(self, spec: ServerSpec) -> bool:
+        """Whether ``spec`` is measured in this section at all (else: no row)."""
+        if self.servers is not None:
+            return spec.key in self.servers
+        return not spec.dedicated
+
+    def load_cpu(self, settings: Settings) -> int | None:
+        """The CPU the load generator is pinned to, or None."""
+        return settings.load_cpu if self.pinned else None
 
     def title_for(self, settings: Settings) -> str:
         """The section heading, with the sizes this run used."""
@@ -181,7 +201,7 @@ class HttpWrk(Workload):
         ]
         try:
             done = subprocess.run(
-                pin(settings.load_cpu, argv),
+                pin(self.load_cpu(settings), argv),
                 capture_output=True,
                 text=True,
                 timeout=seconds + 30,
@@ -202,6 +222,36 @@ class HttpWrk(Workload):
         if not result.get("requests"):
             raise MeasurementFailed("wrk completed no request")
         return result
+
+
+class HttpWrkCores(HttpWrk):
+    """The same wrk load, on every CPU: worker processes against one process.
+
+    Neither the server nor wrk is pinned, so a server with 2 worker
+    processes can use both CPUs of a 2-core machine, sharing them with wrk
+    (one thread, so at most one CPU). Only the multi-process servers and
+    their single-process selves run here, against daphne ``--workers 1``.
+    """
+
+    pinned = False
+    baseline = CORES_BASELINE
+    servers = ("daphne-w1", "daphne-w2", "uvicorn-w1", "uvicorn-w2")
+    note = (
+        "Multi-core: servers and wrk (one thread) unpinned, sharing every CPU; "
+        "on a 2-core machine the server's processes and the load generator "
+        "compete for both cores, so 2 workers cannot double 1 worker's req/s."
+    )
+
+    def __init__(self, connections: int) -> None:
+        super().__init__(connections)
+        self.key = f"http-c{connections}-cores"
+        self.title = (
+            f"Multi-core: HTTP GET /, {connections} connections, "
+            "worker processes, unpinned"
+        )
+
+    def describe(self, settings: Settings) -> dict:
+        return {**super().describe(settings), "pinned": False}
 
 
 # -- WebSocket through ws_client.py ----------------------------------------------
@@ -503,8 +553,9 @@ class LayerWebSocketEcho(ChannelLayerMode, WebSocketEcho):
 
 
 #: Every section of the report, in order. WebSocket sections show "n/a" for a
-#: server that refuses the handshake; the channel-layer sections come last and
-#: are n/a for a server without a channel-layer command.
+#: server that refuses the handshake; the channel-layer sections are n/a for a
+#: server without a channel-layer command; the multi-core section comes last,
+#: with its own servers (``dedicated``, measured nowhere else).
 WORKLOADS: tuple[Workload, ...] = (
     HttpWrk(64),
     HttpWrk(1),
@@ -513,5 +564,6 @@ WORKLOADS: tuple[Workload, ...] = (
     LayerHttpWrk(64),
     LayerHttpWrk(1),
     LayerWebSocketEcho(),
+    HttpWrkCores(64),
 )
 WORKLOADS_BY_KEY = {workload.key: workload for workload in WORKLOADS}
