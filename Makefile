@@ -71,8 +71,8 @@ clean:
 distclean: clean
 	rm -rf $(VENV)
 
-# Benchmarks: `make bench` (3 rounds, ~10 minutes) or `make bench ARGS=--quick`
-# (1 round, ~70 s); see benchmarks/README.md. The peers (Daphne 4,
+# Benchmarks: `make bench` (3 rounds, ~13 minutes) or `make bench ARGS=--quick`
+# (1 round, ~90 s); see benchmarks/README.md. The peers (Daphne 4,
 # uvicorn, hypercorn, matplotlib) live in their own virtualenv, never in .venv;
 # the original Daphne 1.4.2 (channel layer mode, asgiref 1.1) in a third one.
 PEERS_VENV ?= benchmarks/.venv-peers
