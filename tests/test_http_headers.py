@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from daphne.config import Config
 from daphne.http.errors import HTTPError
 from daphne.http.headers import RequestHead
-from daphne.http.scope import build_scope, split_target
+from daphne.http.scope import build_scope, peer_proxy, split_target
 
 TOKEN = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-!#$%&'*+.^`|~"
 
@@ -128,15 +128,17 @@ def test_malformed_targets_are_refused(target):
 
 
 def scope_for(config: Config, **fields: bytes) -> dict:
+    peer = ["10.0.0.1", 5000]
     return build_scope(
         config,
         head(config, **fields),
         "GET",
         b"/caf%C3%A9?q=1",
         "1.1",
-        ["10.0.0.1", 5000],
+        peer,
         ["10.0.0.2", 8000],
         "http",
+        peer_proxy(config, peer),
     )
 
 

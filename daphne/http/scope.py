@@ -27,6 +27,16 @@ def format_address(address: Any) -> list | None:
     return [host, port]
 
 
+def peer_proxy(config: Config, client: list | None) -> Any:
+    """The proxy headers a connection's peer may speak for its clients with
+    (``config.proxy`` if the peer is on the trust list), or None. The peer of
+    a connection does not change, so its connection asks once."""
+    proxy = config.proxy
+    if proxy is not None and proxy.trusts_peer(client):
+        return proxy
+    return None
+
+
 def split_target(target: bytes) -> tuple[bytes, bytes]:
     """``(raw path, query string)`` of a request target."""
     if b"#" in target:
@@ -51,9 +61,11 @@ def build_scope(
     client: list | None,
     server: list | None,
     scheme: str,
+    proxy: Any = None,
 ) -> dict:
     """The ``http`` scope of a request; raises :class:`HTTPError` for a
-    target that cannot be one."""
+    target that cannot be one. ``proxy`` is what :func:`peer_proxy` gave the
+    connection: the proxy headers to believe, or None."""
     if target[:1] == b"/" and b"#" not in target:
         raw_path, _, query = target.partition(b"?")  # origin-form, the usual
     else:
@@ -65,8 +77,7 @@ def build_scope(
     if root_path is None:
         root_path = config.root_path
     headers = head.headers
-    proxy = config.proxy
-    if proxy is not None and proxy.trusts_peer(client):
+    if proxy is not None:
         client, scheme = proxy.apply(headers, client, scheme)
     return {
         "type": "http",

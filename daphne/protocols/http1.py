@@ -28,7 +28,7 @@ from zope.interface import implementer
 from ..access import describe_client
 from ..http.errors import HTTPError, RequestTimeout
 from ..http.exchange import HTTPExchange, ResponseState
-from ..http.scope import format_address
+from ..http.scope import format_address, peer_proxy
 from ..websocket.session import WebSocketSession
 from . import direct
 from .http1_reader import RequestReader
@@ -111,6 +111,8 @@ class HTTP11Connection(WebSocketCarrier, protocol.Protocol):
         self.client = format_address(transport.getPeer())
         self.server = format_address(transport.getHost())
         self.scheme = "https" if ISSLTransport.providedBy(transport) else "http"
+        #: Proxy headers to believe from this peer (None: it is not trusted).
+        self.proxy = peer_proxy(self.config, self.client)
         transport.registerProducer(self, True)
         self.registered = True
         # Small writes (WebSocket frames, streamed bodies) go out at once.

@@ -189,6 +189,7 @@ class RequestReader(RequestHead):
             conn.client,
             conn.server,
             conn.scheme,
+            conn.proxy,
         )
 
     def on_body(self, body: bytes) -> None:
