@@ -38,6 +38,7 @@ LAYERS = {
     "daphne.access": (0, "base"),
     "daphne.endpoints": (0, "base"),
     "daphne.systemd": (0, "base"),
+    "daphne.shared_ports": (0, "base"),
     "daphne.layers": (0, "base"),
     "daphne.twisted": (0, "base"),
     "daphne.hosts": (0, "base"),

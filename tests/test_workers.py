@@ -9,9 +9,11 @@ supervisor's log ("Worker PID ready", "Worker PID exited ...").
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -68,8 +70,11 @@ def wait_workers(server, count: int) -> set[int]:
 
 
 @contextmanager
-def supervised(tmp_path: Path, workers: int, *args: str, endpoint=LOCAL):
-    """daphne --workers WORKERS serving tests.worker_apps, all workers ready."""
+def supervised(
+    tmp_path: Path, workers: int, *args: str, endpoint=LOCAL, listening=True
+):
+    """daphne --workers WORKERS serving tests.worker_apps, all workers ready
+    (and, unless ``listening`` is false, a TCP port known)."""
     with run_daphne(
         "--workers",
         str(workers),
@@ -80,7 +85,8 @@ def supervised(tmp_path: Path, workers: int, *args: str, endpoint=LOCAL):
         env={"WORKER_TEST_DIR": str(tmp_path)},
     ) as server:
         wait_workers(server, workers)
-        server.wait_listening()
+        if listening:
+            server.wait_listening()
         yield server
 
 
@@ -296,6 +302,62 @@ def test_an_inherited_socket_is_shared_by_the_workers():
         proc.wait()
 
 
+def get_unix(path: Path) -> int:
+    """One request over the UNIX socket at ``path``; the worker's PID."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(PATIENCE)
+        sock.connect(str(path))
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), data
+    return json.loads(body)["pid"]
+
+
+def test_workers_share_a_unix_socket_its_path_kept_by_the_supervisor(tmp_path):
+    """-u with --workers: every worker serves the path; replacing them all
+    (SIGHUP) under load fails no request, although each old worker stops
+    listening on the way out; the supervisor removes the path as it exits."""
+    path = tmp_path / "daphne.sock"
+    with supervised(tmp_path, 2, endpoint=["-u", str(path)], listening=False) as server:
+        before = live_workers(server)
+        assert stat.S_ISSOCK(path.stat().st_mode)
+        assert {get_unix(path) for _ in range(6)} <= before
+        results: list[object] = []
+        stop = threading.Event()
+
+        def load() -> None:
+            while not stop.is_set():
+                try:
+                    results.append(get_unix(path))
+                except Exception as exc:  # noqa: BLE001 (the test counts them)
+                    results.append(exc)
+
+        thread = threading.Thread(target=load)
+        thread.start()
+        try:
+            wait_until(lambda: len(results) >= 20, "some requests before SIGHUP")
+            server.proc.send_signal(signal.SIGHUP)
+            server.wait_for_line("Reload complete", "stderr", timeout=PATIENCE)
+            for pid in before:
+                server.wait_for_line(
+                    rf"Worker {pid} exited \(exit status 0\)", "stderr"
+                )
+            count = len(results)
+            wait_until(lambda: len(results) >= count + 20, "requests after it")
+        finally:
+            stop.set()
+            thread.join(PATIENCE)
+        assert [r for r in results if isinstance(r, Exception)] == []
+        after = wait_workers(server, 2)
+        assert after.isdisjoint(before)
+        assert set(results[count + 1 :]) <= after  # (one may be in flight)
+        assert server.stop() == 0
+        assert not path.exists()
+
+
 def test_the_supervisor_binds_without_a_reactor(tls_files):
     """Every endpoint kind is bound with the socket module alone."""
     script = f"""
@@ -360,7 +422,6 @@ def test_bad_worker_options_are_one_line_errors(tmp_path):
     cases = [
         (["--workers", "0"], "--workers must be at least 1"),
         (["--workers", "two"], "--workers"),
-        (["--workers", "2", "-u", str(tmp_path / "s")], "UNIX socket"),
         (["--workers", "2", "-e", "nonsense:1"], "nonsense"),
         (["--workers", "2", "-e", "systemd:domain=INET:index=0"], "cannot share"),
         (["--workers", "2", "-e", f"tcp:{taken_port}"], "Cannot listen on"),
