@@ -10,6 +10,7 @@ supervisor's log ("Worker PID ready", "Worker PID exited ...").
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import socket
@@ -18,13 +19,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
-from .clients import exchange
+from .clients import Raw, exchange
 from .conftest import ROOT, run_daphne, tls_endpoint
 from .test_cli import assert_one_line_error, daphne
 
@@ -186,6 +188,37 @@ def test_sighup_replaces_every_worker_without_a_failed_request(tmp_path):
         for pid in before:
             server.wait_for_line(rf"Worker {pid} exited \(exit status 0\)", "stderr")
         assert set(results[count:]) & after  # the new ones serve
+
+
+def test_connections_waiting_together_are_shared_between_the_workers(tmp_path):
+    """Connections queued while both workers are stopped (SIGSTOP), each with
+    a request that keeps its worker busy: once the workers run again, each
+    accepts one connection per turn of its loop, so neither takes the whole
+    queue at once (Twisted's default: up to 100 per turn, which left one
+    worker with most of a benchmark's connections). Counted per worker PID."""
+    count = 40
+    with supervised(tmp_path, 2) as server:
+        workers = live_workers(server)
+        request = b"GET /busy?ms=20 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        clients = []
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            for _ in range(count):
+                client = Raw(server.port, timeout=PATIENCE)
+                client.send(request)
+                clients.append(client)
+        finally:
+            for pid in workers:
+                os.kill(pid, signal.SIGCONT)
+        served = Counter()
+        for client in clients:
+            with client:
+                response = client.read_response()
+            assert response.status == 200, response
+            served[response.json()["pid"]] += 1
+        assert set(served) == workers, served
+        assert min(served.values()) >= count // 4, served
 
 
 def test_a_reload_that_cannot_start_keeps_the_old_workers(tmp_path):
