@@ -20,6 +20,10 @@ ports assume they own their socket, which is wrong twice here:
 An adopted UNIX port also sets its path's mode (0666 by default) when it
 starts; here it keeps the mode the socket's owner gave it.
 
+The same holds for a socket inherited from a process manager (``--fd``,
+systemd socket activation), even with one process: its owner keeps it, and
+may run several daphne processes on it (:class:`AdoptShared`).
+
 This uses Twisted names that are not public (:data:`PRIVATE_NAMES`);
 ``tests/test_shared_ports.py`` checks them and the behaviour above, so a
 Twisted upgrade that changes them fails loudly there. setup.py bounds
@@ -36,7 +40,13 @@ from typing import Any
 from twisted.internet import tcp, unix
 from twisted.internet.interfaces import IListeningPort
 
-__all__ = ["PRIVATE_NAMES", "SharedTCPPort", "SharedUNIXPort", "adopt"]
+__all__ = [
+    "PRIVATE_NAMES",
+    "AdoptShared",
+    "SharedTCPPort",
+    "SharedUNIXPort",
+    "adopt",
+]
 
 #: ``(class, attribute)`` pairs of Twisted's that this module relies on
 #: (besides ``numberAccepts``, an instance attribute set when listening
@@ -112,3 +122,20 @@ def adopt(
         port = SharedTCPPort._fromListeningDescriptor(reactor, fileno, family, factory)
     port.startListening()
     return port
+
+
+class AdoptShared:
+    """Stands in for the reactor while an ``fd:`` endpoint listens: the
+    inherited socket (``--fd``, systemd's) becomes a shared port, since its
+    owner, or other daphne processes, may serve it too."""
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+
+    def adoptStreamPort(  # noqa: N802 (Twisted's name)
+        self,
+        fileDescriptor: int,  # noqa: N803
+        addressFamily: socket.AddressFamily,  # noqa: N803
+        factory: Any,
+    ) -> IListeningPort:
+        return adopt(self.reactor, fileDescriptor, addressFamily, factory)

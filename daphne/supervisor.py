@@ -47,7 +47,7 @@ from .config import ConfigError
 from .endpoints import EndpointError, fd_endpoint, server_endpoint
 from .layers import InMemoryChannelLayer
 from .server import ServerError
-from .shared_ports import adopt
+from .shared_ports import AdoptShared, adopt
 
 logger = logging.getLogger(__name__)
 
@@ -295,16 +295,6 @@ class _Adopter(_StandIn):
         # The supervisor bound it, set its mode and holds its lock file.
         return self._adopt(socket.AF_UNIX, factory)
 
-    def adoptStreamPort(  # noqa: N802 (Twisted's name)
-        self,
-        fileDescriptor: int,  # noqa: N803
-        addressFamily: socket.AddressFamily,  # noqa: N803
-        factory: Any,
-    ) -> Any:
-        # fd: endpoints (a process manager's socket); the endpoint closes
-        # the descriptor once adopted.
-        return adopt(self.reactor, fileDescriptor, addressFamily, factory)
-
     def tls(self, factory: Any, context_factory: Any) -> Any:
         from twisted.protocols.tls import TLSMemoryBIOFactory
 
@@ -335,10 +325,9 @@ class WorkerLink:
 
         def endpoint(reactor: Any, description: str) -> Any:
             fileno = fds[description]
-            adopter = _Adopter(reactor, fileno)
             if _is_fd(description):
-                return fd_endpoint(adopter, str(fileno))
-            return server_endpoint(adopter, description)
+                return fd_endpoint(AdoptShared(reactor), str(fileno))
+            return server_endpoint(_Adopter(reactor, fileno), description)
 
         return endpoint
 
