@@ -9,6 +9,11 @@ itself for ``ssl:`` endpoints, and writes one byte on the control socket once
 it is listening; if the supervisor goes away, the worker reads end of file
 there and stops gracefully.
 
+Workers adopt the sockets as shared ports (:mod:`daphne.shared_ports`): a
+worker that stops leaves the socket to the others, and a UNIX socket's path
+belongs to the supervisor, which binds it (with its mode and lock file) and
+removes it when it exits.
+
 The supervisor restarts a worker that dies (with a backoff), replaces them
 one by one on SIGHUP, adds or removes one on SIGTTIN / SIGTTOU, and drains
 them all on SIGTERM / SIGINT (a second one kills them). Workers ignore
