@@ -452,12 +452,14 @@ def test_an_application_that_cannot_start_ends_the_supervisor_once():
 def test_bad_worker_options_are_one_line_errors(tmp_path):
     taken = socket.create_server(("0.0.0.0", 0))
     taken_port = taken.getsockname()[1]
+    (tmp_path / "taken.sock").touch()
     cases = [
         (["--workers", "0"], "--workers must be at least 1"),
         (["--workers", "two"], "--workers"),
         (["--workers", "2", "-e", "nonsense:1"], "nonsense"),
         (["--workers", "2", "-e", "systemd:domain=INET:index=0"], "cannot share"),
         (["--workers", "2", "-e", f"tcp:{taken_port}"], "Cannot listen on"),
+        (["--workers", "2", "-u", str(tmp_path / "taken.sock")], "Cannot listen on"),
     ]
     with taken:
         for args, text in cases:
