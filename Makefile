@@ -71,10 +71,10 @@ clean:
 distclean: clean
 	rm -rf $(VENV)
 
-# Benchmarks: `make bench` (3 rounds, ~13 minutes) or `make bench ARGS=--quick`
-# (1 round, ~90 s); see benchmarks/README.md. The peers (Daphne 4,
-# uvicorn, hypercorn, matplotlib) live in their own virtualenv, never in .venv;
-# the original Daphne 1.4.2 (channel layer mode, asgiref 1.1) in a third one.
+# Benchmarks: `make bench` (3 rounds, ~16 minutes) or `make bench ARGS=--quick`
+# (1 round, ~4 minutes); see benchmarks/README.md. The peers (Daphne 4,
+# uvicorn, hypercorn, gunicorn, granian, matplotlib) live in their own
+# virtualenv, never in .venv; the original Daphne 1.4.2 (channel layer mode, asgiref 1.1) in a third one.
 PEERS_VENV ?= benchmarks/.venv-peers
 PEERS_STAMP := $(PEERS_VENV)/.installed
 DAPHNE1_VENV ?= benchmarks/.venv-daphne1

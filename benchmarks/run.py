@@ -3,7 +3,7 @@
 Usage (from the repository root; ``make bench`` sets everything up first)::
 
     python3 benchmarks/run.py                 # 3 rounds, 10 s per HTTP run
-    python3 benchmarks/run.py --quick         # 1 round, 3 s runs (~90 s)
+    python3 benchmarks/run.py --quick         # 1 round, 3 s runs (~4 min)
     python3 benchmarks/run.py --servers daphne,daphne4 --workloads http-c64
     python3 benchmarks/run.py --servers daphne1 --workloads layer-http-c1
     python3 benchmarks/run.py --servers daphne-w1,daphne-w2,uvicorn-w2,granian-w2 \
