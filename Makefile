@@ -74,7 +74,8 @@ distclean: clean
 # Benchmarks: `make bench` (3 rounds, ~16 minutes) or `make bench ARGS=--quick`
 # (1 round, ~4 minutes); see benchmarks/README.md. The peers (Daphne 4,
 # uvicorn, hypercorn, gunicorn, granian, matplotlib) live in their own
-# virtualenv, never in .venv; the original Daphne 1.4.2 (channel layer mode, asgiref 1.1) in a third one.
+# virtualenv, never in .venv; the original Daphne 1.4.2 (channel layer mode,
+# asgiref 1.1) in a third one.
 PEERS_VENV ?= benchmarks/.venv-peers
 PEERS_STAMP := $(PEERS_VENV)/.installed
 DAPHNE1_VENV ?= benchmarks/.venv-daphne1
