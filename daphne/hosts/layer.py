@@ -32,7 +32,10 @@ Two additions to the v1 messages, both ignored by v1 workers:
 
 Reply readers, best first:
 
-* :class:`AsyncReader`, for layers whose ``send``/``receive`` are coroutines
+* :class:`RedisReader`, for ``channels_redis``: one loop taking every reply
+  off the server's process-specific prefix as it arrives (``BZPOPMIN``, see
+  :mod:`daphne.layers.redis_receive`), never cancelled;
+* :class:`AsyncReader`, for other layers whose ``send``/``receive`` are coroutines
   (Channels 4 layers such as ``channels_redis``): one ``receive`` per
   connection, on the reactor's asyncio loop;
 * :class:`TwistedReader`, for layers with the ``twisted`` extension
@@ -61,6 +64,7 @@ from urllib.parse import quote
 from ..config import Config
 from ..http.pages import error_page
 from ..layers.base import ChannelFull, MessageTooLarge
+from ..layers.redis_receive import ExactlyOnceReceiver, is_channels_redis
 from . import ASGIProtocolError, ClientDisconnected, Event, Scope, Sink
 
 logger = logging.getLogger(__name__)
@@ -170,6 +174,8 @@ class LayerHost:
 
     def _choose_reader(self) -> Reader:
         if self.is_async:
+            if is_channels_redis(self.layer):
+                return RedisReader(self)
             return AsyncReader(self)
         extensions = getattr(self.layer, "extensions", ()) or ()
         if "twisted" in extensions and not self.config.force_sync:
@@ -963,7 +969,7 @@ class AsyncReader(Reader):
     async def start(self) -> None:
         # The layer names process-specific channels itself (Channels 4 layers
         # route them by a prefix of their own).
-        name = await self.layer.new_channel("daphne.response.")
+        name = await self.layer.new_channel("daphne.response")
         bang = name.find("!")
         self.host.prefix = name[: bang + 1] if bang >= 0 else name + "!"
 
@@ -992,3 +998,46 @@ class AsyncReader(Reader):
                 continue
             self.succeeded()
             self.host.dispatch(channel, message)
+
+
+class RedisReader(AsyncReader):
+    """For channels_redis: one loop receives every reply of the server."""
+
+    #: Seconds one receive blocks (the loop checks ``stopped`` in between).
+    TIMEOUT = 1.0
+
+    def __init__(self, host: LayerHost) -> None:
+        super().__init__(host)
+        self.task: asyncio.Task | None = None
+        self.description = (
+            "Receiving replies from channels_redis (one blocking pop per reply)"
+        )
+
+    async def start(self) -> None:
+        await super().start()
+        receiver = ExactlyOnceReceiver(
+            self.layer, [self.host.prefix], timeout=self.TIMEOUT
+        )
+        self.task = self.host.loop.create_task(self.read(receiver))
+
+    def registered(self, channel: str) -> None:
+        pass
+
+    def unregistered(self, channel: str) -> None:
+        pass
+
+    def stop(self) -> None:
+        # (The loop ends after its current receive: cancelling it could
+        # lose a reply Redis has popped.)
+        self.stopped = True
+
+    async def read(self, receiver: ExactlyOnceReceiver) -> None:
+        while not self.stopped:
+            try:
+                got = await receiver.receive()
+            except Exception as exc:
+                await asyncio.sleep(self.failed(exc))
+                continue
+            self.succeeded()
+            if got is not None:
+                self.host.dispatch(*got)
