@@ -535,9 +535,15 @@ class WebSocketRun:
         kind = event["type"]
         if kind == "websocket.accept":
             if self.accepted:
-                return  # (a socket taken over is open already)
-            self.accepted = True
-            reply: dict[str, Any] = {"accept": True}
+                if not self.resumed:
+                    return
+                # A socket taken over is open already: daphne only needs to
+                # learn who runs it now (and sends it what it held).
+                self.resumed = False
+                reply: dict[str, Any] = {}
+            else:
+                self.accepted = True
+                reply = {"accept": True}
         elif kind == "websocket.send":
             if event.get("bytes") is not None:
                 reply = {"bytes": bytes(event["bytes"])}
