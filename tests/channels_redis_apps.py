@@ -9,6 +9,7 @@ settings made here (Redis at ``$DAPHNE_TEST_REDIS_PORT`` on 127.0.0.1).
 Every HTTP request the application runs appends ``<id> <pid>`` to the file
 ``$DAPHNE_TEST_EXECUTIONS`` (one ``write`` in append mode: lines do not mix
 between processes), so that a test counts executions per request id.
+``$DAPHNE_TEST_REDIS_CAPACITY`` is the channels' capacity (default 1000).
 
 HTTP: ``/hello`` names the worker's pid; ``/slow`` answers after
 ``?seconds``; ``/stream`` answers in three chunks; ``/echo`` sends the body
@@ -36,7 +37,9 @@ if not settings.configured:
                 "CONFIG": {
                     "hosts": [("127.0.0.1", PORT)],
                     "prefix": "daphne-cr:",
-                    "capacity": 1000,
+                    "capacity": int(
+                        os.environ.get("DAPHNE_TEST_REDIS_CAPACITY", "1000")
+                    ),
                 },
             }
         },

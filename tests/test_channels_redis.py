@@ -360,3 +360,42 @@ def test_a_websocket_survives_a_restart_of_its_worker(cluster):
         assert echo_pid(connection, "third") == new.proc.pid
     # Every worker that stopped ran its lifespan shutdown.
     assert cluster.ran_by("lifespan-shutdown") == [old.proc.pid]
+
+
+# -- the layer itself ------------------------------------------------------------------------
+
+
+def test_a_full_channel_answers_503_at_once(cluster):
+    cluster.env["DAPHNE_TEST_REDIS_CAPACITY"] = "2"
+    front = cluster.front()  # (and no worker: requests stay queued)
+    waiting = [
+        threading.Thread(target=get, args=(front, f"/hello?id=queued-{i}"))
+        for i in range(2)
+    ]
+    for thread in waiting:
+        thread.start()
+    try:
+        for _attempt in range(100):
+            response = get(front, "/hello?id=refused")
+            if "Request queue full" in response.text:
+                break
+            time.sleep(0.05)  # (the two before it were not queued yet)
+        assert response.status_code == 503
+        assert "Request queue full" in response.text
+    finally:
+        for thread in waiting:
+            thread.join(30)
+
+
+def test_a_channels_runworker_consumer_takes_messages_by_type(cluster):
+    """``manage.py runworker``'s Worker with a ChannelNameRouter dispatches on
+    ``type``, which daphne sets to the channel's name."""
+    front = cluster.front()
+    worker = DaphneServer([], env=cluster.env, module="tests.channels_redis_runworker")
+    cluster.stack.callback(stop_process, worker)
+    deadline = time.monotonic() + 20
+    while "runworker ready" not in worker.stdout:
+        assert worker.proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    response = get(front, "/via/runworker")
+    assert (response.status_code, response.text) == (200, "runworker /via/runworker")
