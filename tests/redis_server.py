@@ -67,6 +67,9 @@ class RedisServer:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # (A Ctrl-C meant for examples/django_worker/run.py must not stop
+            # Redis before the workers are done with it.)
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while not self.answers():
