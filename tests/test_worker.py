@@ -13,6 +13,8 @@ import asyncio
 
 import pytest
 from channels.layers import InMemoryChannelLayer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from daphne.worker import StartupFailed, Worker, build_parser
 
@@ -159,3 +161,32 @@ def test_command_line_defaults():
     args = build_parser().parse_args(["a:layer", "b:app"])
     assert (args.channel_layer, args.application) == ("a:layer", "b:app")
     assert (args.concurrency, args.lifespan, args.verbosity) == (100, "auto", 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.permutations(range(1, 12)))
+def test_frames_reach_the_application_in_order_whatever_order_they_arrive(orders):
+    """The layer may reorder messages sent together (channels_redis scores
+    them by send time); the worker delivers them by ``order``, the
+    disconnect last."""
+    from daphne.worker import WebSocketRun
+
+    async def scenario():
+        worker = Worker(InMemoryChannelLayer(), echo_app)
+        run = WebSocketRun(worker, {"reply_channel": REPLY, "path": "/", "order": 0})
+        last = max(orders)
+        for order in orders:
+            if order == last:
+                run.deliver(
+                    {"type": "websocket.disconnect", "code": 1000, "order": order}
+                )
+            else:
+                run.deliver(
+                    {"type": "websocket.receive", "text": str(order), "order": order}
+                )
+        return [run.events.get_nowait() for _ in range(run.events.qsize())]
+
+    events = asyncio.run(scenario())
+    assert events[0] == {"type": "websocket.connect"}
+    assert [e.get("text") for e in events[1:-1]] == [str(i) for i in range(1, 11)]
+    assert events[-1] == {"type": "websocket.disconnect", "code": 1000}
