@@ -120,9 +120,30 @@ def test_http_disconnect_goes_to_the_worker_that_answered():
     instance = host.start(http_scope(), sink)
     instance.put({"type": "http.request", "body": b"", "more_body": False})
     assert layer.receive(["http.request"])[1]["type"] == "http.request"
-    reply(layer, clock, instance, status=200, content=b"ok", worker_channel=WORKER)
+    reply(
+        layer,
+        clock,
+        instance,
+        status=200,
+        content=b"o",
+        more_content=True,
+        worker_channel=WORKER,
+    )
     assert sink.events[0]["status"] == 200
-    instance.put({"type": "http.disconnect"})
+    instance.put({"type": "http.disconnect"})  # (the client left mid-response)
     channel, message = layer.receive([WORKER])
     assert (channel, message["type"]) == (WORKER, "http.disconnect")
+    assert layer.receive(["http.disconnect"]) == (None, None)
+
+
+def test_a_completed_request_costs_its_worker_no_http_disconnect():
+    host, clock, layer = make()
+    sink = RecordingSink()
+    instance = host.start(http_scope(), sink)
+    instance.put({"type": "http.request", "body": b"", "more_body": False})
+    layer.receive(["http.request"])
+    reply(layer, clock, instance, status=200, content=b"ok", worker_channel=WORKER)
+    assert sink.finished == [None]
+    instance.put({"type": "http.disconnect"})
+    assert layer.receive([WORKER]) == (None, None)
     assert layer.receive(["http.disconnect"]) == (None, None)

@@ -22,7 +22,8 @@ Two additions to the v1 messages, both ignored by v1 workers:
   channel the connection's later messages (``websocket.receive``,
   ``websocket.disconnect``, ``http.disconnect``) go to instead of the
   well-known one, so that they reach the worker running the connection's
-  application instance (``daphne-worker``, :mod:`daphne.worker`). While a
+  application instance (``daphne-worker``, :mod:`daphne.worker`); such a
+  worker gets no ``http.disconnect`` for a response it completed. While a
   connection has such a worker, every message sent to it must be answered
   within ``http_timeout`` (a reply of ``worker_channel`` alone is an
   acknowledgement), or the socket closes with 1011: its worker is gone. A
@@ -471,6 +472,10 @@ class HTTPInstance(LayerInstance):
             }
         )
         if not more:
+            if self.owner is not None:
+                # A worker that names itself ran the request to its end and
+                # needs no http.disconnect for it (v1 workers still get one).
+                self.disconnect_sent = True
             self.end()
 
     def refuse_sends(self, channel: str) -> None:
