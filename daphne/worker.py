@@ -13,7 +13,7 @@ any number of machines, can share one layer (a Channels 4 layer:
 ``channels_redis``, or anything with the same asyncio API).
 
 * **Exactly once.** With ``channels_redis``, the shared channels are read
-  with :class:`daphne.layers.redis_receive.ExactlyOnceReceiver` (the layer's
+  with :class:`daphne.layers.redis_direct.ExactlyOnceReceiver` (the layer's
   own ``receive`` can hand a message to two workers; the module says why).
 * **Later messages reach the instance.** Every reply names this worker's
   own process-specific channel in ``worker_channel``; daphne sends the
@@ -50,7 +50,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
-from .layers.redis_receive import ExactlyOnceReceiver, is_channels_redis
+from .layers.redis_direct import ExactlyOnceReceiver, OneTripSender, is_channels_redis
 from .utils import ImportTargetError, import_by_path
 
 logger = logging.getLogger("daphne.worker")
@@ -99,6 +99,7 @@ class Worker:
         #: The own channel is read until the instances have ended.
         self.draining = True
         self.redis = is_channels_redis(layer)
+        self.send = OneTripSender(layer).send if self.redis else layer.send
 
     async def own_channel(self) -> str:
         """This worker's process-specific channel. With channels_redis, under
@@ -274,7 +275,7 @@ class Worker:
         """Send a reply; ``False`` if the layer refused it (logged)."""
         message[WORKER_CHANNEL] = self.channel
         try:
-            await self.layer.send(channel, message)
+            await self.send(channel, message)
         except Exception as exc:
             logger.error(
                 "Could not reply on %s (%s: %s)", channel, type(exc).__name__, exc
@@ -591,7 +592,7 @@ class WebSocketRun:
             return
         self.handed_back = True
         try:
-            await self.worker.layer.send(self.reply_channel, {WORKER_CHANNEL: None})
+            await self.worker.send(self.reply_channel, {WORKER_CHANNEL: None})
         except Exception as exc:
             logger.error("Could not hand %s back: %s", self.reply_channel, exc)
         self.events.put_nowait({"type": "websocket.disconnect", "code": 1012})

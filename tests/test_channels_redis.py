@@ -220,7 +220,7 @@ def test_group_broadcast_reaches_sockets_on_both_fronts(pair):
 def test_every_request_runs_exactly_once_under_load(pair):
     """Many concurrent requests over both fronts and both workers: each ran
     once (channels_redis's own receive ran some twice, see
-    daphne.layers.redis_receive)."""
+    daphne.layers.redis_direct)."""
     idents = [f"once-{i}" for i in range(300)]
 
     def fetch(index_ident: tuple[int, str]) -> int:

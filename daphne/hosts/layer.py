@@ -35,7 +35,7 @@ Reply readers, best first:
 
 * :class:`RedisReader`, for ``channels_redis``: one loop taking every reply
   off the server's process-specific prefix as it arrives (``BZPOPMIN``, see
-  :mod:`daphne.layers.redis_receive`), never cancelled;
+  :mod:`daphne.layers.redis_direct`), never cancelled;
 * :class:`AsyncReader`, for other layers whose ``send``/``receive`` are coroutines
   (Channels 4 layers such as ``channels_redis``): one ``receive`` per
   connection, on the reactor's asyncio loop;
@@ -65,7 +65,11 @@ from urllib.parse import quote
 from ..config import Config
 from ..http.pages import error_page
 from ..layers.base import ChannelFull, MessageTooLarge
-from ..layers.redis_receive import ExactlyOnceReceiver, is_channels_redis
+from ..layers.redis_direct import (
+    ExactlyOnceReceiver,
+    OneTripSender,
+    is_channels_redis,
+)
 from . import ASGIProtocolError, ClientDisconnected, Event, Scope, Sink
 
 logger = logging.getLogger(__name__)
@@ -159,6 +163,10 @@ class LayerHost:
         self.reactor = reactor
         self._loop = loop
         self.is_async = is_async_layer(layer)
+        #: How asyncio layers' messages go out (channels_redis: one trip).
+        self.send_async = (
+            OneTripSender(layer).send if is_channels_redis(layer) else layer.send
+        )
         #: The process-specific channel replies arrive on (an asyncio layer
         #: names it itself, in :meth:`start_reading`).
         self.prefix = f"daphne.response.{random_name()}!"
@@ -249,7 +257,7 @@ class LayerHost:
         while outbox:
             channel, message = outbox[0]
             try:
-                await self.layer.send(channel, message)
+                await self.send_async(channel, message)
             except Exception as exc:
                 instance.refuse_sends(channel)
                 instance.send_failed(channel, exc)

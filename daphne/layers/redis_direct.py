@@ -1,4 +1,5 @@
-"""Exactly-once receives on the shared channels of a ``channels_redis`` layer.
+"""Direct access to a ``channels_redis`` layer's storage: exactly-once
+receives, and sends in one round trip.
 
 Why ``RedisChannelLayer.receive`` (channels_redis 4.3) can hand one message to
 two processes that receive on the same ordinary channel (``http.request``,
@@ -34,17 +35,35 @@ for the current call to return. A message is then run at most once, and
 exactly once unless a worker dies between taking it and running it (that
 request gets daphne's 503 after ``--http-timeout``).
 
-It reads channels_redis's storage directly (a sorted set per channel at
+:class:`OneTripSender` sends as the layer's ``send`` does (drop expired
+messages, refuse with the layer's ``ChannelFull`` at capacity, add, set the
+expiry), in one Lua script, so one round trip to Redis instead of four;
+daphne and daphne-worker send every message with it.
+
+It reads and writes channels_redis's storage directly (a sorted set per channel at
 ``prefix + name``, members serialised by the layer, scored by send time), so
 ``setup.py`` bounds channels_redis to the releases it was checked with.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Sequence
 from typing import Any
+
+#: The layer's send, as one script: KEYS[1] the channel's sorted set;
+#: ARGV: oldest score kept, capacity, score, member, expiry (seconds).
+SEND_SCRIPT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, ARGV[1])
+if redis.call('ZCOUNT', KEYS[1], '-inf', '+inf') >= tonumber(ARGV[2]) then
+    return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
 
 logger = logging.getLogger(__name__)
 
@@ -117,3 +136,49 @@ class ExactlyOnceReceiver:
         # (As the layer's own receive does for process-specific channels.)
         channel = message.pop("__asgi_channel__", channel)
         return channel, message
+
+
+class OneTripSender:
+    """``layer.send(channel, message)`` in one round trip to Redis."""
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+        #: connection pool -> its registered script (one per host and loop)
+        self.scripts: dict[int, Any] = {}
+        #: Ordinary channels go to the hosts in turn, as the layer sends them.
+        self.hosts = itertools.cycle(range(layer.ring_size))
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        layer = self.layer
+        if not isinstance(message, dict):
+            raise TypeError("A message must be a dict")
+        layer.require_valid_channel_name(channel)
+        if "!" in channel:
+            message = {**message, "__asgi_channel__": channel}
+            index = layer.consistent_hash(channel)
+            key = layer.prefix + layer.non_local_name(channel)
+        else:
+            index = next(self.hosts)
+            key = layer.prefix + channel
+        connection = layer.connection(index)
+        script = self.scripts.get(id(connection.connection_pool))
+        if script is None:
+            script = connection.register_script(SEND_SCRIPT)
+            self.scripts[id(connection.connection_pool)] = script
+        now = time.time()
+        expiry = int(layer.expiry)
+        added = await script(
+            keys=[key],
+            args=[
+                int(now) - expiry,
+                layer.get_capacity(channel),
+                now,
+                layer.serialize(message),
+                expiry,
+            ],
+            client=connection,
+        )
+        if not added:
+            from channels.exceptions import ChannelFull
+
+            raise ChannelFull()
