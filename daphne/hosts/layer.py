@@ -472,6 +472,11 @@ class HTTPInstance(LayerInstance):
         elif "status" in message:
             raise InvalidReply("A status in a later reply (the response has begun)")
         more = bool(message.get("more_content", False))
+        if not more and self.owner is not None:
+            # A worker that names itself ran the request to its end and needs
+            # no http.disconnect for it (v1 workers still get one). (Before
+            # the body goes out: finishing the response reports the end.)
+            self.disconnect_sent = True
         sink.handle_reply(
             {
                 "type": "http.response.body",
@@ -480,10 +485,6 @@ class HTTPInstance(LayerInstance):
             }
         )
         if not more:
-            if self.owner is not None:
-                # A worker that names itself ran the request to its end and
-                # needs no http.disconnect for it (v1 workers still get one).
-                self.disconnect_sent = True
             self.end()
 
     def refuse_sends(self, channel: str) -> None:
