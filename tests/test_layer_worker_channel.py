@@ -147,3 +147,21 @@ def test_a_completed_request_costs_its_worker_no_http_disconnect():
     instance.put({"type": "http.disconnect"})
     assert layer.receive([WORKER]) == (None, None)
     assert layer.receive(["http.disconnect"]) == (None, None)
+
+
+def test_over_a_real_exchange_a_completed_request_sends_no_http_disconnect():
+    """The exchange reports the end while the last body goes out: the
+    http.disconnect must be off by then."""
+    from tests.harness import Harness
+
+    harness = Harness("layer", "http1")
+    try:
+        harness.conn.send(b"GET /done HTTP/1.1\r\nHost: h\r\n\r\n")
+        exchange = harness.request()
+        exchange.reply(status=200, content=b"done", worker_channel=WORKER)
+        assert b"done" in harness.conn.transport.value()
+        harness.advance(1)
+        assert harness.side.inbox(exchange, "http.disconnect") == []
+        assert harness.side.layer.receive([WORKER]) == (None, None)
+    finally:
+        harness.close()
