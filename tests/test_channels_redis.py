@@ -322,14 +322,19 @@ def test_redis_outage_gives_503_and_service_resumes_by_itself(cluster):
     front = cluster.front()
     cluster.worker()
     assert get(front, "/hello?id=before").status_code == 200
+    with ws_connect(front, "/ws") as open_socket:
+        echo_pid(open_socket, "before")
 
-    cluster.redis.stop()
-    response = get(front, "/hello?id=during")
-    assert response.status_code == 503
-    assert "Traceback" not in response.text
-    with pytest.raises(Exception) as refused:
-        ws_connect(front, "/ws")
-    assert "503" in str(refused.value)
+        cluster.redis.stop()
+        response = get(front, "/hello?id=during")
+        assert response.status_code == 503
+        assert "Traceback" not in response.text
+        with pytest.raises(Exception) as refused:
+            ws_connect(front, "/ws")
+        assert "503" in str(refused.value)
+        # An open socket whose frame cannot reach the layer closes with 1011.
+        open_socket.send("during")
+        assert closed_with(open_socket, timeout=10).rcvd.code == 1011
 
     cluster.redis.start()
     # (The reader and the worker back off while Redis is away: poll until
