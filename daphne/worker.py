@@ -185,7 +185,8 @@ class Worker:
         assert self.stopping is not None and self.slots is not None
         retry = 0.0
         while not self.stopping.is_set():
-            await self.slots.acquire()
+            if not await self.take_slot():
+                break
             if self.stopping.is_set():
                 self.slots.release()
                 break
@@ -203,6 +204,22 @@ class Worker:
                 self.slots.release()
                 continue
             self.start(*got)
+
+    async def take_slot(self) -> bool:
+        """Wait for a free slot; ``False`` if the worker stops first (its
+        WebSockets may hold every slot until they are handed back)."""
+        assert self.stopping is not None and self.slots is not None
+        if not self.slots.locked():
+            await self.slots.acquire()
+            return True
+        acquire = asyncio.ensure_future(self.slots.acquire())
+        stopped = asyncio.ensure_future(self.stopping.wait())
+        await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if acquire.done() and not acquire.cancelled():
+            return True
+        acquire.cancel()
+        return False
 
     async def own_loop(self) -> None:
         """Messages for connections running here: to their runs."""

@@ -190,3 +190,40 @@ def test_frames_reach_the_application_in_order_whatever_order_they_arrive(orders
     assert events[0] == {"type": "websocket.connect"}
     assert [e.get("text") for e in events[1:-1]] == [str(i) for i in range(1, 11)]
     assert events[-1] == {"type": "websocket.disconnect", "code": 1000}
+
+
+def test_stopping_hands_websockets_back_even_with_every_slot_taken():
+    """With --concurrency 1 and the one slot held by a WebSocket, a stopping
+    worker still ends: it hands the socket back to daphne
+    (``worker_channel: None``) and tells the instance (1012)."""
+    events = []
+
+    async def app(scope, receive, send):
+        if scope["type"] != "websocket":
+            raise RuntimeError("no lifespan")
+        await receive()
+        await send({"type": "websocket.accept"})
+        events.append(await receive())
+
+    async def scenario():
+        layer = InMemoryChannelLayer()
+        worker = Worker(layer, app, concurrency=1, receive_timeout=0.05)
+        task = asyncio.ensure_future(worker.run())
+        await layer.send(
+            "websocket.connect",
+            {
+                "type": "websocket.connect",
+                "reply_channel": REPLY,
+                "path": "/",
+                "order": 0,
+            },
+        )
+        accepted = await layer.receive(REPLY)
+        worker.stop()
+        await asyncio.wait_for(task, 10)
+        return accepted, await layer.receive(REPLY), worker
+
+    accepted, handed_back, worker = asyncio.run(scenario())
+    assert accepted == {"accept": True, "worker_channel": worker.channel}
+    assert handed_back == {"worker_channel": None}
+    assert events == [{"type": "websocket.disconnect", "code": 1012}]
