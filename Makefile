@@ -4,6 +4,9 @@
 #                  plus the asgi_redis test pins (tests/requirements-asgi-redis.txt)
 #   make run       serve examples/chat (channel layer mode) on http://127.0.0.1:8000
 #                  (make run APP=examples.hello.app:application: the ASGI 3 example)
+#   make cluster   examples/django_worker: Redis, one daphne and two
+#                  daphne-workers running a Django project, on
+#                  http://127.0.0.1:8000 (Ctrl-C stops them all)
 #   make test      ruff lint + format check, nginx (for the proxy tests, when
 #                  apt-get can install it), then the pytest suite
 #   make format    apply ruff fixes and formatting
@@ -20,7 +23,7 @@ PORT ?= 8000
 APP ?= examples.chat.app:channel_layer
 
 .DEFAULT_GOAL := test
-.PHONY: install run test lint format clean distclean bench nginx
+.PHONY: install run cluster test lint format clean distclean bench nginx
 
 install: $(STAMP)
 
@@ -43,6 +46,9 @@ $(STAMP): setup.py pyproject.toml $(ASGI_REDIS_REQS) | $(BIN)/python
 
 run: install
 	$(BIN)/daphne -b $(HOST) -p $(PORT) $(APP)
+
+cluster: install
+	$(BIN)/python -m examples.django_worker.run --port $(PORT)
 
 lint: install
 	$(BIN)/ruff check $(SRC)

@@ -70,6 +70,11 @@ setup(
             "ruff",
             "websockets",
             "channels>=4,<5",
+            # daphne.layers.redis reads channels_redis's storage (its keys,
+            # sorted sets and serializer): raise the bound once
+            # tests/test_channels_redis.py passes on a new release.
+            "channels_redis>=4.3,<4.4",
+            "redis>=5,<7",
             "watchfiles>=0.21,<2",
         ],
     },
@@ -78,6 +83,8 @@ setup(
             # (Not daphne.cli: it imports Twisted, which takes the systemd
             # socket activation variables out of the environment.)
             "daphne = daphne.__main__:main",
+            # Channel-layer mode: runs an application behind the layer.
+            "daphne-worker = daphne.worker:main",
         ],
     },
     classifiers=[

@@ -257,6 +257,26 @@ SERVERS: tuple[ServerSpec, ...] = (
         "polled every 50 ms when idle; the baseline of the channel-layer sections",
     ),
     ServerSpec(
+        key="daphne-redis",
+        label="daphne + daphne-workers (channels_redis)",
+        venv="main",
+        distribution="channels_redis",
+        argv=(),
+        # redis_cluster.py: a redis-server, daphne on redis_layer.py and
+        # BENCH_LAYER_WORKERS daphne-worker processes running app.py, all on
+        # the one CPU the server gets.
+        layer_argv=("{bin}/python", "redis_cluster.py", "--port", "{port}"),
+        features={"http": NO, "websocket": NO, "channel_layer": YES},
+        reasons={
+            "http": "channel-layer mode across processes: "
+            "see the channel-layer sections",
+            "websocket": "channel-layer mode across processes: "
+            "see the channel-layer sections",
+        },
+        note="channel-layer mode across processes: daphne, Redis and "
+        "daphne-worker processes (app.py) sharing one CPU",
+    ),
+    ServerSpec(
         key="raw-twisted",
         label="raw Twisted (limit)",
         venv="main",

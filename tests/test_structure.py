@@ -55,6 +55,7 @@ LAYERS = {
     "daphne.supervisor": (5, "entry"),
     "daphne.__main__": (5, "entry"),
     "daphne.testing": (5, "entry"),
+    "daphne.worker": (5, "entry"),
     # The Django app: only Django imports it (INSTALLED_APPS = ["daphne", ...]).
     "daphne.apps": (5, "entry"),
     "daphne.checks": (5, "entry"),
