@@ -61,6 +61,9 @@ setup(
     extras_require={
         # --reload: file watching (a development tool, never needed to serve).
         "reload": ["watchfiles>=0.21,<2"],
+        # Channel-layer mode across machines: daphne.layers.redis_direct
+        # reads channels_redis's storage, so only checked releases.
+        "redis": ["channels_redis>=4.3,<4.4", "redis>=5,<7"],
         "tests": [
             "pytest",
             "pytest-timeout",

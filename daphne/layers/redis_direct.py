@@ -71,14 +71,44 @@ logger = logging.getLogger(__name__)
 Received = tuple[str, dict[str, Any]]
 
 
-def is_channels_redis(layer: Any) -> bool:
-    """Whether ``layer`` is a ``channels_redis.core.RedisChannelLayer`` (the
-    layer whose storage :class:`ExactlyOnceReceiver` knows)."""
+#: The channels_redis releases whose storage this module was checked against
+#: (``setup.py``'s ``redis`` extra asks for the same range).
+CHECKED_RELEASES = ((4, 3), (4, 4))
+
+
+def checked_release(version: str) -> bool:
+    """Whether a channels_redis version string is one this module knows."""
     try:
+        major_minor = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return False
+    low, high = CHECKED_RELEASES
+    return low <= major_minor < high
+
+
+def is_channels_redis(layer: Any) -> bool:
+    """Whether ``layer`` is a ``channels_redis.core.RedisChannelLayer`` of a
+    release whose storage :class:`ExactlyOnceReceiver` knows.
+
+    Another release is served through the layer's own ``send``/``receive``
+    (correct, but without the exactly-once guarantee), with a warning."""
+    try:
+        import channels_redis
         from channels_redis.core import RedisChannelLayer
     except ImportError:
         return False
-    return isinstance(layer, RedisChannelLayer)
+    if not isinstance(layer, RedisChannelLayer):
+        return False
+    version = getattr(channels_redis, "__version__", "")
+    if checked_release(version):
+        return True
+    logger.warning(
+        "channels_redis %s is not a release daphne was checked with (4.3.x); "
+        "using the layer's own send and receive, which can hand a message to "
+        "two receivers (install daphne[redis] for a checked release)",
+        version or "(unknown version)",
+    )
+    return False
 
 
 class ExactlyOnceReceiver:
