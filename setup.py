@@ -41,6 +41,8 @@ setup(
             "examples.*",
             "benchmarks",
             "benchmarks.*",
+            "conformance",
+            "conformance.*",
         ]
     )
     + ["twisted.plugins"],
@@ -72,6 +74,8 @@ setup(
             "django",
             "ruff",
             "websockets",
+            # The Autobahn TestSuite runner (tests/test_autobahn.py).
+            "kosoku>=0.1,<0.2",
             "channels>=4,<5",
             "watchfiles>=0.21,<2",
         ],
