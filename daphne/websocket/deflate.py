@@ -116,6 +116,11 @@ class BoundedDeflate(PerMessageDeflate):
     ) -> bytes:
         """Inflate one piece of a message, at most one byte past its budget
         (what is left of the message limit, or autobahn's own budget)."""
+        if self.failed:
+            # autobahn has sent its close (1009 or 1007) and reads on to the
+            # client's answer; the rest of the bad frame is skipped here.
+            # (Raising again would stop it at the same frame for good.)
+            return b""
         budget = self.limit - self.inflated if self.limit else None
         if max_output_len is not None and (budget is None or max_output_len < budget):
             budget = max_output_len
@@ -127,21 +132,26 @@ class BoundedDeflate(PerMessageDeflate):
                 # than the budget, so that too much shows as len > budget.)
                 out = self.inflater.decompress(data, max(budget, 0) + 1)
         except zlib.error as exc:
+            self.failed = True
             raise PayloadCorruptError(
                 f"invalid permessage-deflate data: {exc}"
             ) from exc
         self.inflated += len(out)
         if budget is not None and len(out) > budget:
+            self.failed = True
             raise PayloadExceededError(
                 "WebSocket message larger than the limit once decompressed"
             )
         return out
 
     def end_decompress_message(self) -> None:
+        if self.failed:
+            return
         try:
             # The 00 00 ff ff the sender removed (RFC 7692 7.2.2).
             self.inflater.decompress(b"\x00\x00\xff\xff")
         except zlib.error as exc:
+            self.failed = True
             raise PayloadCorruptError(
                 f"invalid permessage-deflate data: {exc}"
             ) from exc
@@ -154,6 +164,8 @@ class BoundedDeflate(PerMessageDeflate):
     compressor: Any = None
     inflater: Any = None
     inflated: int = 0
+    #: Set once a message was refused: nothing more is inflated.
+    failed: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
