@@ -15,6 +15,9 @@ did worse. The run fails on any FAILED or UNIMPLEMENTED case (or one that
 could not be run); NON-STRICT and INFORMATIONAL are allowed (the README says
 which cases are and why).
 
+Then the HTTP/1.1 framing and smuggling probes of :mod:`.http1` run against
+the same server (``--no-http1`` skips them).
+
 The ``ci`` subset (what ``make test`` runs, through
 ``tests/test_autobahn.py``): every case of sections 1-10, and cases 1-5 and
 11 of every 12.x and 13.x group (72 of the 216 compression cases).
@@ -34,6 +37,8 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from . import http1
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -188,6 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     parser.add_argument("--subset", choices=("all", "ci"), default="all")
     parser.add_argument(
+        "--no-http1", action="store_true", help="skip the HTTP/1.1 framing probes"
+    )
+    parser.add_argument(
         "--daphne",
         default=str(ROOT / ".venv" / "bin" / "daphne"),
         help="the daphne executable to test (default: the project's .venv)",
@@ -199,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     with echo_server(args.daphne) as port:
         results = run_cases(port, selection(args.subset), args.concurrency)
+        probes = [] if args.no_http1 else http1.run_probes(port)
     summary, totals = table(results)
     print(f"Autobahn TestSuite ({args.subset}), by kosoku, against daphne:")
     print(summary)
@@ -206,11 +215,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if remarks:
         print("Not plainly OK:")
         print(remarks)
+    probes_failed = 0
+    if probes:
+        text, probes_failed = http1.report(probes)
+        print(text)
     print(f"({time.monotonic() - started:.0f} s)")
-    bad = sum(totals[v] for v in FAILING)
+    bad = sum(totals[v] for v in FAILING) + probes_failed
     if bad or not results:
         print(
-            f"FAILED: {bad} case(s) FAILED or UNIMPLEMENTED (daphne's log: {LOG})",
+            f"FAILED: {bad} case(s) or probe(s) FAILED or UNIMPLEMENTED "
+            f"(daphne's log: {LOG})",
             file=sys.stderr,
         )
         return 1
