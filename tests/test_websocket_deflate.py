@@ -383,3 +383,20 @@ def test_any_extensions_header_parses_or_is_refused_and_negotiation_never_raises
     if agreed is not None:
         assert agreed.header.startswith(b"permessage-deflate")
         assert extension_offers([agreed.header])[0][0] == "permessage-deflate"
+
+
+def test_the_codec_inflates_at_most_one_byte_past_the_limit_then_skips():
+    """The bound is the codec's own (not only autobahn's budget): a piece that
+    would inflate to 16 MiB yields at most limit + 1 bytes, then an error; the
+    rest of the frame is skipped so the close handshake can be read."""
+    from autobahn.exception import PayloadExceededError
+
+    agreed = negotiate([("permessage-deflate", {})], DeflateSettings())
+    codec = agreed.codec
+    codec.limit = 1000
+    codec.start_decompress_message()
+    with pytest.raises(PayloadExceededError):
+        codec.decompress_message_data(deflated(bytes(16 * 1024 * 1024)))
+    assert codec.inflated <= 1001
+    assert codec.decompress_message_data(deflated(b"more")) == b""
+    codec.end_decompress_message()  # (no error: the message is being skipped)

@@ -366,11 +366,12 @@ class WebSocketSession:
         engines = self.engines
         # Compression is agreed here, transparently to the application (the
         # header's syntax was checked with the handshake).
-        offers = [value for name, value in self.scope["headers"] if name == EXTENSIONS]
-        agreed = engines.negotiate(extension_offers(offers)) if offers else None
         codec = extensions = None
-        if agreed is not None:
-            codec, extensions = agreed.codec, agreed.header
+        if engines.deflate.enabled:
+            offers = [v for name, v in self.scope["headers"] if name == EXTENSIONS]
+            agreed = engines.negotiate(extension_offers(offers)) if offers else None
+            if agreed is not None:
+                codec, extensions = agreed.codec, agreed.header
         self.engine = engines.engine(self, conn.transport, subprotocol, codec)
         head = response_head(
             self.key, subprotocol, headers, engines.server_header, extensions
