@@ -112,7 +112,7 @@ bench: $(PEERS_STAMP) $(DAPHNE1_STAMP) | $(BIN)/daphne
 	$(PYTHON) benchmarks/run.py --peers-venv $(PEERS_VENV) \
 		--daphne1-venv $(DAPHNE1_VENV) $(ARGS)
 
-# Conformance: `make conformance` runs every Autobahn TestSuite case (about 6
+# Conformance: `make conformance` runs every Autobahn TestSuite case (6 to 8
 # minutes: sections 12 and 13 compress every message) against daphne from
 # .venv; see conformance/autobahn.py. kosoku, the runner, lives in a
 # virtualenv of its own, like the bench's peers.
