@@ -9,6 +9,8 @@ The HTTP/1.1 framing probes of ``make conformance`` run here too.
 
 from __future__ import annotations
 
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import pytest
 from conformance import autobahn, http1
 
 DAPHNE = str(Path(sys.executable).with_name("daphne"))
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.timeout(300)
@@ -24,15 +27,37 @@ def test_autobahn_ci_subset_has_no_failed_or_unimplemented_case():
     pytest.importorskip(
         "kosoku", reason="kosoku (the Autobahn TestSuite runner) is not installed"
     )
-    with autobahn.echo_server(DAPHNE) as port:
-        results = autobahn.run_cases(port, autobahn.selection("ci"))
-    summary, totals = autobahn.table(results)
-    print(summary)
-    assert len(results) == 373, summary
-    assert totals["FAILED"] == 0, summary + "\n" + autobahn.notes(results)
-    assert totals["UNIMPLEMENTED"] == 0, summary
-    # The compression cases were run, and compressed: none is UNIMPLEMENTED.
-    assert sum(1 for r in results if r.case_id.startswith("13.")) == 42
+    # kosoku runs in an interpreter of its own: its case files import
+    # autobahn's UTF-8 validator, and take autobahn's real one (which wants
+    # bytes where they pass str) if autobahn is already imported, as it is
+    # in a pytest process that has imported daphne.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "conformance.autobahn",
+            "--subset",
+            "ci",
+            "--no-http1",
+            "--daphne",
+            DAPHNE,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    print(done.stdout)
+    assert done.returncode == 0, done.stdout + done.stderr
+    total = re.search(
+        r"^total\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", done.stdout, re.M
+    )
+    assert total is not None, done.stdout
+    ok, non_strict, informational, unimplemented, failed = map(int, total.groups())
+    assert (unimplemented, failed) == (0, 0)
+    assert ok + non_strict + informational == 373
+    # The compression groups were all run (and compressed: none UNIMPLEMENTED).
+    assert len(re.findall(r"^1[23]\.\d\s+6\s", done.stdout, re.M)) == 12
 
 
 def test_http1_framing_probes_get_the_expected_answers():

@@ -400,3 +400,19 @@ def test_the_codec_inflates_at_most_one_byte_past_the_limit_then_skips():
     assert codec.inflated <= 1001
     assert codec.decompress_message_data(deflated(b"more")) == b""
     codec.end_decompress_message()  # (no error: the message is being skipped)
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"ws_deflate_window_bits": 8},
+        {"ws_deflate_window_bits": 16},
+        {"ws_deflate_mem_level": 0},
+        {"ws_deflate_level": 10},
+    ],
+)
+def test_deflate_bounds_out_of_zlib_range_are_config_errors(field):
+    from daphne.config import Config, ConfigError
+
+    with pytest.raises(ConfigError):
+        Config(**field)
