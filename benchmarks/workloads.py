@@ -235,7 +235,7 @@ class HttpWrkCores(HttpWrk):
 
     pinned = False
     baseline = CORES_BASELINE
-    servers = ("daphne-w1", "daphne-w2", "uvicorn-w1", "uvicorn-w2")
+    servers = ("daphne-w1", "daphne-w2", "uvicorn-w1", "uvicorn-w2", "granian-w2")
     note = (
         "Multi-core: servers and wrk (one thread) unpinned, sharing every CPU; "
         "on a 2-core machine the server's processes and the load generator "
