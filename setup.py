@@ -55,6 +55,9 @@ setup(
         "autobahn>=22.4.2,<27",
         "asgiref>=3.7,<4",
         "httptools>=0.6",
+        # HTTP/2 framing, driven sans-IO by daphne/protocols/http2.py (which
+        # relies on its event classes and flow-control API: bounded).
+        "h2>=4.1,<5",
         "uvloop>=0.17; sys_platform != 'win32'"
         " and platform_python_implementation == 'CPython'",
     ],
@@ -65,7 +68,7 @@ setup(
             "pytest",
             "pytest-timeout",
             "hypothesis",
-            "httpx",
+            "httpx[http2]",
             "django",
             "ruff",
             "websockets",

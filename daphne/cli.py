@@ -236,7 +236,18 @@ class CommandLineInterface:
             verbosity=options.verbosity,
             **self.limits(options),
             workers=options.workers,
+            **self.http2(options),
         )
+
+    @staticmethod
+    def http2(options: argparse.Namespace) -> dict[str, Any]:
+        """The Config fields of the "HTTP/2" option group."""
+        return {
+            "http2": not options.no_http2,
+            "http2_max_concurrent_streams": options.http2_max_concurrent_streams,
+            "http2_max_header_list_size": options.http2_max_header_list_size,
+            "http2_idle_timeout": options.http2_idle_timeout,
+        }
 
     @staticmethod
     def limits(options: argparse.Namespace) -> dict[str, Any]:

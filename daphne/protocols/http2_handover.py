@@ -1,0 +1,124 @@
+"""Choosing HTTP/2 on a connection accepted as HTTP/1.1.
+
+:class:`HTTP2Handover` is mixed into
+:class:`~daphne.protocols.http1.HTTP11Connection`. With HTTP/2 on, a new
+connection's first read goes to :meth:`HTTP2Handover.first_bytes` (an
+instance attribute shadowing ``dataReceived`` until then, so that HTTP/1.1
+pays nothing per read afterwards). It hands the connection to an
+:class:`~.http2.H2Connection` when TLS negotiated ``h2`` by ALPN, or when a
+cleartext connection opens with the HTTP/2 preface ("prior knowledge");
+:func:`h2c_settings` recognises an ``Upgrade: h2c`` request (RFC 7540
+section 3.2) for the reader, and :meth:`HTTP2Handover.start_h2c` switches
+after it. The HTTP/2 connection then occupies the connection's hand-over
+slot (``websocket``): reads, connection loss, flow control and shutdown go
+to it as they would to a WebSocket session.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import logging
+from typing import Any
+
+from .http2 import H2Connection
+
+logger = logging.getLogger(__name__)
+
+#: The client connection preface (RFC 9113 section 3.4).
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+SWITCHING = (
+    b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
+)
+
+
+def h2c_settings(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The ``HTTP2-Settings`` value of a valid h2c upgrade request, else None
+    (the request is then answered as HTTP/1.1, RFC 7540 section 3.2)."""
+    upgrade = settings = connection = None
+    count = 0
+    for name, value in headers:
+        if name == b"upgrade":
+            upgrade = (upgrade or b"") + b"," + value
+        elif name == b"connection":
+            connection = (connection or b"") + b"," + value
+        elif name == b"http2-settings":
+            settings = value
+            count += 1
+    if upgrade is None or connection is None or count != 1:
+        return None
+    if b"h2c" not in [token.strip().lower() for token in upgrade.split(b",")]:
+        return None
+    tokens = [token.strip().lower() for token in connection.split(b",")]
+    if b"http2-settings" not in tokens or b"upgrade" not in tokens:
+        return None
+    try:
+        payload = base64.urlsafe_b64decode(settings + b"=" * (-len(settings) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    if len(payload) % 6:
+        return None
+    return settings
+
+
+class HTTP2Handover:
+    """The HTTP/2 hand-over, mixed into the HTTP/1.1 connection (which owns
+    every attribute used here)."""
+
+    factory: Any
+    transport: Any
+    reader: Any
+    scheme: str
+    deadline_kind: Any
+    websocket: Any
+    http_timer: Any
+
+    def watch_for_http2(self) -> None:
+        """Route the first read to :meth:`first_bytes` (from connectionMade)."""
+        self.dataReceived = self.first_bytes
+
+    def first_bytes(self, data: bytes, before: bytes = b"") -> None:
+        # Back to the class's dataReceived for every later read.
+        vars(self).pop("dataReceived", None)
+        if self.scheme == "https":
+            if getattr(self.transport, "negotiatedProtocol", None) == b"h2":
+                self.start_http2(data)
+            else:
+                self.dataReceived(data)
+            return
+        data = before + data
+        size = min(len(data), len(PREFACE))
+        if data[:size] != PREFACE[:size]:
+            if data[:4] == PREFACE[:4]:
+                # Began like the preface, then deviated: neither HTTP/2 nor a
+                # request line (no method is "PRI" in HTTP/1.1).
+                logger.info("Closed a connection with a broken HTTP/2 preface")
+                self.close()
+                return
+            self.dataReceived(data)
+        elif size < len(PREFACE):
+            self.dataReceived = functools.partial(self.first_bytes, before=data)
+        else:
+            self.start_http2(data)
+
+    def take_over(self) -> H2Connection:
+        if self.http_timer is not None and self.http_timer.active():
+            self.http_timer.cancel()
+        self.http_timer = None
+        # HTTP/1.1's deadlines end here: HTTP/2 has an idle timer of its own.
+        self.deadline_kind = None
+        self.reader = None
+        conn = self.websocket = H2Connection(self)
+        return conn
+
+    def start_http2(self, data: bytes) -> None:
+        """HTTP/2 from the start; ``data`` begins with the client's preface."""
+        self.take_over().start(data)
+
+    def start_h2c(self, rest: bytes) -> None:
+        """Switch after an ``Upgrade: h2c`` request; ``rest`` follows its head."""
+        scope, settings = self.reader.h2c
+        self.send(SWITCHING)
+        self.take_over().start_upgrade(settings, scope, rest)
