@@ -20,6 +20,7 @@ import base64
 import binascii
 import functools
 import logging
+import re
 from typing import Any
 
 from .http2 import H2Connection
@@ -28,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 #: The client connection preface (RFC 9113 section 3.4).
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+#: The token68 of RFC 7540 section 3.2.1: base64url, padding optional.
+BASE64URL = re.compile(rb"[A-Za-z0-9_-]*=*\Z")
 
 SWITCHING = (
     b"HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
@@ -53,6 +57,8 @@ def h2c_settings(headers: list[tuple[bytes, bytes]]) -> bytes | None:
         return None
     tokens = [token.strip().lower() for token in connection.split(b",")]
     if b"http2-settings" not in tokens or b"upgrade" not in tokens:
+        return None
+    if BASE64URL.match(settings) is None:
         return None
     try:
         payload = base64.urlsafe_b64decode(settings + b"=" * (-len(settings) % 4))
