@@ -268,6 +268,35 @@ class CommandLineInterface:
                 return f"{action.option_strings[-1]} {rest}"
         return message
 
+    @staticmethod
+    def check_tls_files(options: argparse.Namespace) -> None:
+        """--ssl-certfile and its companions: readable files, and a -b/-p
+        socket to serve them on."""
+        if options.ssl_certfile is None:
+            if options.ssl_keyfile or options.ssl_ca_certs:
+                raise ConfigError(
+                    "--ssl-keyfile and --ssl-ca-certs need --ssl-certfile"
+                )
+            return
+        for flag in ("ssl_certfile", "ssl_keyfile", "ssl_ca_certs"):
+            path = getattr(options, flag)
+            if path is not None and not os.path.isfile(path):
+                name = "--" + flag.replace("_", "-")
+                raise ConfigError(f"{name}: {path} is not a readable file")
+        if (
+            options.host is None
+            and options.port is None
+            and (
+                options.unix_socket
+                or options.file_descriptor is not None
+                or options.socket_strings
+            )
+        ):
+            raise ConfigError(
+                "--ssl-certfile serves TLS on the -b/-p socket: give -b or -p "
+                "(-e endpoints stay as written: use ssl: there)"
+            )
+
     def build_endpoints(self, options: argparse.Namespace) -> list[str]:
         # Read (and removed from the environment) even when unused.
         passed = listen_fds(self.activation)
@@ -280,6 +309,7 @@ class CommandLineInterface:
                     f"Cannot listen on {options.unix_socket}: "
                     f"directory {directory} does not exist"
                 )
+        self.check_tls_files(options)
         host, port = options.host, options.port
         if host is not None and port is None:
             port = DEFAULT_PORT
@@ -307,6 +337,9 @@ class CommandLineInterface:
                 unix_socket=options.unix_socket,
                 file_descriptor=options.file_descriptor,
                 backlog=options.backlog,
+                ssl_certfile=options.ssl_certfile,
+                ssl_keyfile=options.ssl_keyfile,
+                ssl_ca_certs=options.ssl_ca_certs,
             )
             + options.socket_strings
         )

@@ -126,6 +126,22 @@ def _add_bind_options(parser: argparse.ArgumentParser) -> None:
         "manager (Circus, systemd) as this file descriptor",
     )
     bind.add_argument(
+        "--ssl-certfile",
+        metavar="PATH",
+        help="serve TLS on the -b/-p socket with this certificate (PEM); "
+        "HTTP/2 is then offered by ALPN",
+    )
+    bind.add_argument(
+        "--ssl-keyfile",
+        metavar="PATH",
+        help="the certificate's private key (PEM; default: in --ssl-certfile)",
+    )
+    bind.add_argument(
+        "--ssl-ca-certs",
+        metavar="PATH",
+        help="intermediate CA certificates sent with --ssl-certfile (PEM)",
+    )
+    bind.add_argument(
         "-e",
         "--endpoint",
         dest="socket_strings",
