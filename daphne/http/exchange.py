@@ -32,9 +32,6 @@ class ResponseState(enum.Enum):
     HEAD_PENDING = "head pending"
     #: Head written, more body to come.
     BODY = "body"
-    #: Body complete; the application's ``http.response.trailers`` to come
-    #: (HTTP/2 only: the extension is advertised there).
-    TRAILERS = "trailers"
     #: Response complete.
     DONE = "done"
     #: The exchange ended badly (invalid event, timeout): nothing more is sent.
@@ -63,8 +60,8 @@ class Writer(Protocol):
         """A complete error page instead of the application's response."""
 
     def send_trailers(self, exchange: HTTPExchange, fields: list) -> None:
-        """The response trailers, ending the response (only where the scope
-        advertises ``http.response.trailers``)."""
+        """The response trailers, ending the response (HTTP/2, where the
+        scope advertises ``http.response.trailers``)."""
 
     def reset(self, exchange: HTTPExchange) -> None:
         """Abandon a response already under way: the client sees it cut short."""
@@ -109,8 +106,6 @@ class HTTPExchange:
         "app_server",
         "app_close",
         "app_paused",
-        "trailers_expected",
-        "trailer_fields",
         "gone",
         "started",
     )
@@ -140,9 +135,6 @@ class HTTPExchange:
         self.app_date = self.app_server = self.app_close = False
         #: The instance's queue is full: the client's body waits on it.
         self.app_paused = False
-        #: The application announced trailers (``http.response.trailers``).
-        self.trailers_expected = False
-        self.trailer_fields: list[tuple[bytes, bytes]] = []
         #: The connection (or stream) is gone: late events are dropped.
         self.gone = False
         #: When the request head was complete, on the connection's clock
@@ -201,11 +193,7 @@ class HTTPExchange:
                 self.fail("Response body longer than its Content-Length")
             self.bytes_sent += len(body)
             if not more:
-                self.state = (
-                    ResponseState.TRAILERS
-                    if self.trailers_expected
-                    else ResponseState.DONE
-                )
+                self.state = ResponseState.DONE
             elif state is ResponseState.HEAD_PENDING:
                 self.state = ResponseState.BODY
             if state is ResponseState.HEAD_PENDING:
@@ -214,14 +202,19 @@ class HTTPExchange:
                 self.writer.send_data(self, body, more)
         elif kind == "http.response.start" and state is ResponseState.IDLE:
             self._start_response(event)
-        elif kind == "http.response.trailers" and state is ResponseState.TRAILERS:
-            self._trailers(event)
         elif state is ResponseState.FAILED or self.gone:
             # The exchange is over; late events are dropped, not errors.
             return False
         else:
-            self.fail(f"Unexpected ASGI event {kind!r} in response state {state.value}")
+            self.other_event(kind, event)
         return True
+
+    def other_event(self, kind: str, event: Event) -> None:
+        """An event the response state does not allow here (an HTTP/2
+        exchange takes ``http.response.trailers``)."""
+        self.fail(
+            f"Unexpected ASGI event {kind!r} in response state {self.state.value}"
+        )
 
     def _start_response(self, event: Event) -> None:
         status = event.get("status")
@@ -259,27 +252,9 @@ class HTTPExchange:
         self.app_close = app_close
         if status in NO_BODY_STATUSES:
             self.no_body = True
-        if event.get("trailers"):
-            self.trailers_expected = "http.response.trailers" in self.scope.get(
-                "extensions", ()
-            )
         self.status = int(status)
         self.headers = pairs
         self.state = ResponseState.HEAD_PENDING
-
-    def _trailers(self, event: Event) -> None:
-        try:
-            for name, value in event.get("headers", ()):
-                problem = header_problem(name, value)
-                if problem is not None:
-                    self.fail(f"Response trailer {problem}")
-                self.trailer_fields.append((name, value))
-        except (TypeError, ValueError):
-            self.fail("Response trailers must be an iterable of [name, value] pairs")
-        if not event.get("more_trailers", False):
-            self.state = ResponseState.DONE
-            fields, self.trailer_fields = self.trailer_fields, []
-            self.writer.send_trailers(self, fields)
 
     def fail(self, message: str) -> NoReturn:
         """Refuse an invalid application event: log, answer, raise to the app."""
@@ -295,7 +270,7 @@ class HTTPExchange:
         self.state = ResponseState.FAILED
         if state is ResponseState.IDLE or state is ResponseState.HEAD_PENDING:
             self.writer.send_error(self, status, detail)
-        elif state is ResponseState.BODY or state is ResponseState.TRAILERS:
+        elif state is ResponseState.BODY:
             self.writer.reset(self)
 
     def application_finished(self, exc: BaseException | None) -> None:

@@ -87,7 +87,7 @@ class HTTP2Handover:
 
     def first_bytes(self, data: bytes, before: bytes = b"") -> None:
         # Back to the class's dataReceived for every later read.
-        vars(self).pop("dataReceived", None)
+        del self.dataReceived
         if self.scheme == "https":
             if getattr(self.transport, "negotiatedProtocol", None) == b"h2":
                 self.start_http2(data)

@@ -20,11 +20,11 @@ from h2.errors import ErrorCodes
 
 from ..access import describe_client
 from ..http.errors import HTTPError, PayloadTooLarge
-from ..http.exchange import HTTPExchange, ResponseState
+from ..http.exchange import ResponseState
 from ..http.headers import RequestHead
 from ..http.pages import error_page, http_date
 from ..http.scope import build_scope
-from .http2_stream import H2Stream, StreamError, read_request_head
+from .http2_stream import H2Exchange, H2Stream, StreamError, read_request_head
 from .limits import REFUSAL_DETAIL, REFUSAL_HEADERS
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class RequestStreams:
         self.begin(stream, scope, head, ended=event.stream_ended is not None)
 
     def begin(self, stream: H2Stream, scope: dict, head: RequestHead, ended: bool):
-        exchange = HTTPExchange(stream, scope, True, head.expect_continue)
+        exchange = H2Exchange(stream, scope, head.expect_continue)
         stream.exchange = exchange
         limits = self.factory.limits
         if limits is not None and not limits.admit():

@@ -17,10 +17,12 @@ from typing import Any
 
 from h2.errors import ErrorCodes
 
+from ..hosts import Event
 from ..http.errors import HTTPError
-from ..http.exchange import HTTPExchange
+from ..http.exchange import HTTPExchange, ResponseState
 from ..http.headers import RequestHead
 from ..http.pages import error_page, http_date
+from ..utils import header_problem
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +109,63 @@ def read_request_head(
     if authority is not None and head.host_count == 0:
         head.add(b"host", authority)
     return method.decode("ascii"), path
+
+
+class H2Exchange(HTTPExchange):
+    """An exchange that may end its response with trailers (the ASGI
+    ``http.response.trailers`` extension, which HTTP/2 scopes advertise).
+
+    The response body ends as usual (state DONE); its stream holds END_STREAM
+    back until the trailers come, or resets the stream if the application
+    ends without sending them."""
+
+    __slots__ = ("trailers_expected", "trailer_fields", "trailers_sent")
+
+    def __init__(self, writer: Any, scope: dict, expect: bool) -> None:
+        super().__init__(writer, scope, True, expect)
+        #: ``http.response.start`` had ``trailers: True``.
+        self.trailers_expected = False
+        self.trailer_fields: list[tuple[bytes, bytes]] = []
+        self.trailers_sent = False
+
+    def _start_response(self, event: Event) -> None:
+        super()._start_response(event)
+        self.trailers_expected = bool(event.get("trailers", False))
+
+    def other_event(self, kind: str, event: Event) -> None:
+        if (
+            kind != "http.response.trailers"
+            or self.state is not ResponseState.DONE
+            or not self.trailers_expected
+            or self.trailers_sent
+        ):
+            super().other_event(kind, event)
+        try:
+            for name, value in event.get("headers", ()):
+                problem = header_problem(name, value)
+                if problem is not None:
+                    self.fail(f"Response trailer {problem}")
+                self.trailer_fields.append((name, value))
+        except (TypeError, ValueError):
+            self.fail("Response trailers must be an iterable of [name, value] pairs")
+        if not event.get("more_trailers", False):
+            self.trailers_sent = True
+            self.writer.send_trailers(self, self.trailer_fields)
+
+    @property
+    def trailers_pending(self) -> bool:
+        return self.trailers_expected and not self.trailers_sent
+
+    def application_finished(self, exc: BaseException | None) -> None:
+        super().application_finished(exc)
+        if self.trailers_pending and self.state is ResponseState.DONE and not self.gone:
+            logger.error(
+                "Application announced trailers and did not send them (%s %s)",
+                self.scope["method"],
+                self.log_target,
+            )
+            self.state = ResponseState.FAILED
+            self.writer.reset(self)
 
 
 class H2Stream:
@@ -197,7 +256,7 @@ class H2Stream:
             exchange.length = len(body)
             fields.append((b"content-length", b"%d" % len(body)))
         exchange.expect_continue = False
-        trailers = exchange.trailers_expected
+        trailers = exchange.trailers_pending
         end = not more and not body and not trailers
         self.head_sent = True
         self.conn.h2.send_headers(self.stream_id, fields, end_stream=end)
@@ -211,7 +270,7 @@ class H2Stream:
         # (The exchange passes ``more``: True until the last part.)
         if self.closed:
             return
-        self.queue(data, not more and not exchange.trailers_expected)
+        self.queue(data, not more and not exchange.trailers_pending)
         self.conn.flush()
 
     def send_trailers(self, exchange: HTTPExchange, fields: list) -> None:
