@@ -382,3 +382,29 @@ def test_graceful_shutdown_sends_goaway_and_finishes_streams():
         assert frames.index(goaways[0]) < frames.index(data[0])
         assert "END_STREAM" in data[-1].flags
         assert stopping.wait() == 0
+
+
+def test_expect_100_continue(server):
+    """The interim 100 goes out when the application asks for the body."""
+    with H2Client(server.port).start() as client:
+        stream_id = client.conn.get_next_available_stream_id()
+        client.conn.send_headers(
+            stream_id,
+            [
+                (b":method", b"POST"),
+                (b":path", b"/echo"),
+                (b":scheme", b"http"),
+                (b":authority", b"127.0.0.1"),
+                (b"expect", b"100-continue"),
+            ],
+        )
+        client.flush()
+        while not any(
+            isinstance(event, h2.events.InformationalResponseReceived)
+            for event in client.events.get(stream_id, ())
+        ):
+            assert client.read()
+        client.send_body(stream_id, b"after continue")
+        client.wait(stream_id)
+        headers, body, _ = client.response(stream_id)
+    assert headers[b":status"] == b"200" and body == b"after continue"
