@@ -245,6 +245,19 @@ async def trailers(scope, receive, send):
         await send({"type": "http.response.trailers", "headers": fields})
 
 
+async def counted_stream(scope, receive, send):
+    """Streams ``n`` 64 KiB blocks, writing to ``file`` how many ``send``
+    calls have returned: a server with backpressure keeps it low while the
+    client does not read."""
+    params = query(scope)
+    record = Path(params["file"])
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    for index in range(int(params.get("n", "64"))):
+        await send({"type": "http.response.body", "body": BLOCK, "more_body": True})
+        record.write_text(str(index + 1))
+    await send({"type": "http.response.body", "body": b""})
+
+
 #: Requests waiting at each barrier (see ``barrier``).
 BARRIERS: dict[str, list[asyncio.Future]] = {}
 
@@ -267,6 +280,7 @@ async def barrier(scope, receive, send):
 ROUTES = {
     "/trailers": trailers,
     "/barrier": barrier,
+    "/counted-stream": counted_stream,
     "/scope": scope_route,
     "/echo": echo,
     "/stream": stream,

@@ -259,6 +259,24 @@ def test_stalled_stream_does_not_stall_another(server):
         assert received <= 65535  # the stream window, no more
 
 
+def test_send_waits_for_the_stream_window(server, tmp_path):
+    """Backpressure: while the client grants no window on a stream, that
+    stream's application is held in ``send`` (it does not run ahead and have
+    the server buffer its body); another stream still completes meanwhile."""
+    record = tmp_path / "sent"
+    with H2Client(server.port).start() as client:
+        client.conn.increment_flow_control_window(2**30)  # connection only
+        client.flush()
+        stalled = client.request(f"/counted-stream?n=64&file={record}")
+        client.stalled.add(stalled)
+        while not client.events.get(stalled):
+            client.read()
+        for _ in range(3):  # three round trips on the same connection
+            client.get("/scope")
+        assert int(record.read_text() if record.exists() else "0") <= 2
+        assert not client.done(stalled)
+
+
 def test_client_reset_disconnects_that_app(server, tmp_path):
     record = tmp_path / "record"
     with H2Client(server.port).start() as client:
