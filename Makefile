@@ -4,6 +4,9 @@
 #                  plus the asgi_redis test pins (tests/requirements-asgi-redis.txt)
 #   make run       serve examples/chat (channel layer mode) on http://127.0.0.1:8000
 #                  (make run APP=examples.hello.app:application: the ASGI 3 example)
+#   make cluster   examples/django_worker: Redis, one daphne and two
+#                  daphne-workers running a Django project, on
+#                  http://127.0.0.1:8000 (Ctrl-C stops them all)
 #   make test      ruff lint + format check, nginx (for the proxy tests, when
 #                  apt-get can install it), then the pytest suite
 #   make format    apply ruff fixes and formatting
@@ -20,7 +23,7 @@ PORT ?= 8000
 APP ?= examples.chat.app:channel_layer
 
 .DEFAULT_GOAL := test
-.PHONY: install run test lint format clean distclean bench nginx
+.PHONY: install run cluster test lint format clean distclean bench nginx
 
 install: $(STAMP)
 
@@ -43,6 +46,9 @@ $(STAMP): setup.py pyproject.toml $(ASGI_REDIS_REQS) | $(BIN)/python
 
 run: install
 	$(BIN)/daphne -b $(HOST) -p $(PORT) $(APP)
+
+cluster: install
+	$(BIN)/python -m examples.django_worker.run --port $(PORT)
 
 lint: install
 	$(BIN)/ruff check $(SRC)
@@ -71,10 +77,11 @@ clean:
 distclean: clean
 	rm -rf $(VENV)
 
-# Benchmarks: `make bench` (3 rounds, ~13 minutes) or `make bench ARGS=--quick`
-# (1 round, ~90 s); see benchmarks/README.md. The peers (Daphne 4,
-# uvicorn, hypercorn, matplotlib) live in their own virtualenv, never in .venv;
-# the original Daphne 1.4.2 (channel layer mode, asgiref 1.1) in a third one.
+# Benchmarks: `make bench` (3 rounds, ~16 minutes) or `make bench ARGS=--quick`
+# (1 round, ~4 minutes); see benchmarks/README.md. The peers (Daphne 4,
+# uvicorn, hypercorn, gunicorn, granian, matplotlib) live in their own
+# virtualenv, never in .venv; the original Daphne 1.4.2 (channel layer mode,
+# asgiref 1.1) in a third one.
 PEERS_VENV ?= benchmarks/.venv-peers
 PEERS_STAMP := $(PEERS_VENV)/.installed
 DAPHNE1_VENV ?= benchmarks/.venv-daphne1

@@ -64,6 +64,9 @@ setup(
     extras_require={
         # --reload: file watching (a development tool, never needed to serve).
         "reload": ["watchfiles>=0.21,<2"],
+        # Channel-layer mode across machines: daphne.layers.redis_direct
+        # reads channels_redis's storage, so only checked releases.
+        "redis": ["channels_redis>=4.3,<4.4", "redis>=5,<7"],
         "tests": [
             "pytest",
             "pytest-timeout",
@@ -73,6 +76,11 @@ setup(
             "ruff",
             "websockets",
             "channels>=4,<5",
+            # daphne.layers.redis reads channels_redis's storage (its keys,
+            # sorted sets and serializer): raise the bound once
+            # tests/test_channels_redis.py passes on a new release.
+            "channels_redis>=4.3,<4.4",
+            "redis>=5,<7",
             "watchfiles>=0.21,<2",
         ],
     },
@@ -81,6 +89,8 @@ setup(
             # (Not daphne.cli: it imports Twisted, which takes the systemd
             # socket activation variables out of the environment.)
             "daphne = daphne.__main__:main",
+            # Channel-layer mode: runs an application behind the layer.
+            "daphne-worker = daphne.worker:main",
         ],
     },
     classifiers=[

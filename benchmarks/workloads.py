@@ -235,7 +235,7 @@ class HttpWrkCores(HttpWrk):
 
     pinned = False
     baseline = CORES_BASELINE
-    servers = ("daphne-w1", "daphne-w2", "uvicorn-w1", "uvicorn-w2")
+    servers = ("daphne-w1", "daphne-w2", "uvicorn-w1", "uvicorn-w2", "granian-w2")
     note = (
         "Multi-core: servers and wrk (one thread) unpinned, sharing every CPU; "
         "on a 2-core machine the server's processes and the load generator "
@@ -296,7 +296,7 @@ class Http2Load(Workload):
 
     feature = "http"
     headline = "rps"
-    servers = ("daphne", "daphne4", "hypercorn")
+    servers = ("daphne", "daphne4", "hypercorn", "granian")
     #: Daphne 4 has no cleartext HTTP/2: the ratios are against hypercorn.
     baseline = "hypercorn"
     metrics = (
@@ -305,7 +305,8 @@ class Http2Load(Workload):
     )
     note = (
         "h2load (nghttp2), cleartext HTTP/2 with prior knowledge, ratios against "
-        "hypercorn; uvicorn has no HTTP/2, Daphne 4 only over TLS."
+        "hypercorn (granian, in Rust, for reference); uvicorn has no HTTP/2, "
+        "Daphne 4 only over TLS."
     )
 
     def __init__(self, connections: int, streams: int) -> None:
