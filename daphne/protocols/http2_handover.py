@@ -2,9 +2,8 @@
 
 :class:`HTTP2Handover` is mixed into
 :class:`~daphne.protocols.http1.HTTP11Connection`. With HTTP/2 on, a new
-connection's first read goes to :meth:`HTTP2Handover.first_bytes` (an
-instance attribute shadowing ``dataReceived`` until then, so that HTTP/1.1
-pays nothing per read afterwards). It hands the connection to an
+connection's first read goes to a :class:`FirstRead` in the connection's hand-over slot
+(``websocket``, checked on every read anyway). It hands the connection to an
 :class:`~.http2.H2Connection` when TLS negotiated ``h2`` by ALPN, or when a
 cleartext connection opens with the HTTP/2 preface ("prior knowledge");
 :func:`h2c_settings` recognises an ``Upgrade: h2c`` request (RFC 7540
@@ -18,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import logging
 import re
 from typing import Any
@@ -69,6 +67,58 @@ def h2c_settings(headers: list[tuple[bytes, bytes]]) -> bytes | None:
     return settings
 
 
+class FirstRead:
+    """The connection's hand-over slot until its first read decides: the
+    connection already checks that slot on every read, so HTTP/1.1 pays
+    nothing per read for HTTP/2 being possible."""
+
+    __slots__ = ("conn", "part")
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        #: Bytes of a preface that has not arrived whole yet.
+        self.part = b""
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        conn.websocket = None  # HTTP/1.1, unless HTTP/2 takes the slot
+        if conn.scheme == "https":
+            if getattr(conn.transport, "negotiatedProtocol", None) == b"h2":
+                conn.start_http2(data)
+            else:
+                conn.dataReceived(data)
+            return
+        data = self.part + data
+        size = min(len(data), len(PREFACE))
+        if data[:size] != PREFACE[:size]:
+            if data[:4] == PREFACE[:4]:
+                # Began like the preface, then deviated: neither HTTP/2 nor a
+                # request line (no method is "PRI" in HTTP/1.1).
+                logger.info("Closed a connection with a broken HTTP/2 preface")
+                conn.close()
+                return
+            conn.dataReceived(data)
+        elif size < len(PREFACE):
+            self.part = data
+            conn.websocket = self  # the next read decides
+        else:
+            conn.start_http2(data)
+
+    def connection_lost(self, reason: Any) -> None:
+        pass
+
+    def pause_sending(self) -> None:
+        pass
+
+    def resume_sending(self) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        """Draining before the first read: as an HTTP/1.1 connection."""
+        self.conn.websocket = None
+        self.conn.shutdown()
+
+
 class HTTP2Handover:
     """The HTTP/2 hand-over, mixed into the HTTP/1.1 connection (which owns
     every attribute used here)."""
@@ -82,32 +132,8 @@ class HTTP2Handover:
     http_timer: Any
 
     def watch_for_http2(self) -> None:
-        """Route the first read to :meth:`first_bytes` (from connectionMade)."""
-        self.dataReceived = self.first_bytes
-
-    def first_bytes(self, data: bytes, before: bytes = b"") -> None:
-        # Back to the class's dataReceived for every later read.
-        del self.dataReceived
-        if self.scheme == "https":
-            if getattr(self.transport, "negotiatedProtocol", None) == b"h2":
-                self.start_http2(data)
-            else:
-                self.dataReceived(data)
-            return
-        data = before + data
-        size = min(len(data), len(PREFACE))
-        if data[:size] != PREFACE[:size]:
-            if data[:4] == PREFACE[:4]:
-                # Began like the preface, then deviated: neither HTTP/2 nor a
-                # request line (no method is "PRI" in HTTP/1.1).
-                logger.info("Closed a connection with a broken HTTP/2 preface")
-                self.close()
-                return
-            self.dataReceived(data)
-        elif size < len(PREFACE):
-            self.dataReceived = functools.partial(self.first_bytes, before=data)
-        else:
-            self.start_http2(data)
+        """Send the first read to a :class:`FirstRead` (from connectionMade)."""
+        self.websocket = FirstRead(self)
 
     def take_over(self) -> H2Connection:
         if self.http_timer is not None and self.http_timer.active():
