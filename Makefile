@@ -117,6 +117,9 @@ $(BIN)/daphne:
 bench: $(PEERS_STAMP) $(DAPHNE1_STAMP) | $(BIN)/daphne
 	@command -v wrk >/dev/null 2>&1 || apt-get install -y wrk \
 		|| { apt-get update && apt-get install -y wrk; }
+	@command -v h2load >/dev/null 2>&1 || apt-get install -y nghttp2-client \
+		|| { apt-get update && apt-get install -y nghttp2-client; } \
+		|| echo "h2load not installed: the HTTP/2 section will say n/a"
 	$(PYTHON) benchmarks/run.py --peers-venv $(PEERS_VENV) \
 		--daphne1-venv $(DAPHNE1_VENV) $(ARGS)
 
