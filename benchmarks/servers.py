@@ -207,8 +207,16 @@ SERVERS: tuple[ServerSpec, ...] = (
         label="hypercorn",
         venv="peers",
         distribution="hypercorn",
-        argv=("{bin}/hypercorn", "--bind", HOST + ":{port}", "app:application"),
-        note="defaults: asyncio worker, one worker process under a supervisor",
+        argv=(
+            "{bin}/hypercorn",
+            "-c",
+            "file:hypercorn_config.py",
+            "--bind",
+            HOST + ":{port}",
+            "app:application",
+        ),
+        note="defaults (asyncio worker, one worker process under a supervisor), "
+        "but no cap on requests per connection (hypercorn_config.py)",
     ),
     ServerSpec(
         key="gunicorn-asgi",
