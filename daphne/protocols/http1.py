@@ -62,6 +62,13 @@ class ReadPause(enum.Enum):
     ERROR = "error"
 
 
+# What every request reads, as globals (see daphne.http.exchange.IDLE).
+IDLE_DEADLINE = Deadline.IDLE
+HEAD_DEADLINE = Deadline.HEAD
+BODY_DEADLINE = Deadline.BODY
+APP_PAUSE = ReadPause.APP
+
+
 @implementer(IPushProducer)
 class HTTP11Connection(WebSocketCarrier, protocol.Protocol):
     """One HTTP/1.1 connection: exchanges in order, keep-alive, pipelining."""
@@ -140,8 +147,8 @@ class HTTP11Connection(WebSocketCarrier, protocol.Protocol):
             self.start_websocket(rest)
             return
         if reader.in_head and self.request is None:
-            if self.deadline_kind is not Deadline.HEAD:
-                self.set_deadline(Deadline.HEAD, self.config.request_head_timeout)
+            if self.deadline_kind is not HEAD_DEADLINE:
+                self.set_deadline(HEAD_DEADLINE, self.config.request_head_timeout)
         else:
             self.arm_body_deadline()
 
@@ -291,7 +298,7 @@ class HTTP11Connection(WebSocketCarrier, protocol.Protocol):
         if not request.deliver(event):
             self.pause_for(ReadPause.APP)
         if not more:
-            if self.deadline_kind is Deadline.BODY:
+            if self.deadline_kind is BODY_DEADLINE:
                 self.deadline_kind = None
             if request is self.request:
                 self.arm_http_timer()
@@ -319,7 +326,7 @@ class HTTP11Connection(WebSocketCarrier, protocol.Protocol):
             keep_alive = False
         self.request = None
         # A full queue of an instance that is done must not stall the next one.
-        self.resume_for(ReadPause.APP)
+        self.resume_for(APP_PAUSE)
         if not keep_alive or self.closing or self.draining:
             self.close()
             return
@@ -332,9 +339,9 @@ class HTTP11Connection(WebSocketCarrier, protocol.Protocol):
             self.request_error(self.deferred_error)
             return
         if self.reader.in_head:
-            self.set_deadline(Deadline.HEAD, self.config.request_head_timeout)
+            self.set_deadline(HEAD_DEADLINE, self.config.request_head_timeout)
         else:
-            self.set_deadline(Deadline.IDLE, self.config.keep_alive_timeout)
+            self.set_deadline(IDLE_DEADLINE, self.config.keep_alive_timeout)
 
     def request_error(self, error: HTTPError) -> None:
         """The client sent something unacceptable: answer it and close."""
