@@ -4,8 +4,14 @@
 #                  plus the asgi_redis test pins (tests/requirements-asgi-redis.txt)
 #   make run       serve examples/chat (channel layer mode) on http://127.0.0.1:8000
 #                  (make run APP=examples.hello.app:application: the ASGI 3 example)
+#   make cluster   examples/django_worker: Redis, one daphne and two
+#                  daphne-workers running a Django project, on
+#                  http://127.0.0.1:8000 (Ctrl-C stops them all)
 #   make test      ruff lint + format check, nginx (for the proxy tests, when
 #                  apt-get can install it), then the pytest suite
+#   make conformance  the Autobahn TestSuite (all 517 cases, by kosoku in
+#                  conformance/.venv) against daphne; fails on FAILED or
+#                  UNIMPLEMENTED (make test runs a subset, see README)
 #   make format    apply ruff fixes and formatting
 #   make clean     remove build artefacts and tool caches (keeps .venv)
 #   make distclean clean, and remove .venv too
@@ -14,13 +20,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SRC := daphne tests examples
+SRC := daphne tests examples conformance
 HOST ?= 127.0.0.1
 PORT ?= 8000
 APP ?= examples.chat.app:channel_layer
 
 .DEFAULT_GOAL := test
-.PHONY: install run test lint format clean distclean bench nginx
+.PHONY: install run cluster test lint format clean distclean bench nginx conformance
 
 install: $(STAMP)
 
@@ -43,6 +49,9 @@ $(STAMP): setup.py pyproject.toml $(ASGI_REDIS_REQS) | $(BIN)/python
 
 run: install
 	$(BIN)/daphne -b $(HOST) -p $(PORT) $(APP)
+
+cluster: install
+	$(BIN)/python -m examples.django_worker.run --port $(PORT)
 
 lint: install
 	$(BIN)/ruff check $(SRC)
@@ -71,10 +80,11 @@ clean:
 distclean: clean
 	rm -rf $(VENV)
 
-# Benchmarks: `make bench` (3 rounds, ~13 minutes) or `make bench ARGS=--quick`
-# (1 round, ~90 s); see benchmarks/README.md. The peers (Daphne 4,
-# uvicorn, hypercorn, matplotlib) live in their own virtualenv, never in .venv;
-# the original Daphne 1.4.2 (channel layer mode, asgiref 1.1) in a third one.
+# Benchmarks: `make bench` (3 rounds, ~16 minutes) or `make bench ARGS=--quick`
+# (1 round, ~4 minutes); see benchmarks/README.md. The peers (Daphne 4,
+# uvicorn, hypercorn, gunicorn, granian, matplotlib) live in their own
+# virtualenv, never in .venv; the original Daphne 1.4.2 (channel layer mode,
+# asgiref 1.1) in a third one.
 PEERS_VENV ?= benchmarks/.venv-peers
 PEERS_STAMP := $(PEERS_VENV)/.installed
 DAPHNE1_VENV ?= benchmarks/.venv-daphne1
@@ -108,3 +118,20 @@ bench: $(PEERS_STAMP) $(DAPHNE1_STAMP) | $(BIN)/daphne
 		|| { apt-get update && apt-get install -y wrk; }
 	$(PYTHON) benchmarks/run.py --peers-venv $(PEERS_VENV) \
 		--daphne1-venv $(DAPHNE1_VENV) $(ARGS)
+
+# Conformance: `make conformance` runs every Autobahn TestSuite case (6 to 8
+# minutes: sections 12 and 13 compress every message) against daphne from
+# .venv; see conformance/autobahn.py. kosoku, the runner, lives in a
+# virtualenv of its own, like the bench's peers.
+CONFORMANCE_VENV ?= conformance/.venv
+CONFORMANCE_STAMP := $(CONFORMANCE_VENV)/.installed
+
+$(CONFORMANCE_VENV)/bin/python:
+	$(PYTHON) -m venv $(CONFORMANCE_VENV)
+
+$(CONFORMANCE_STAMP): conformance/requirements.txt | $(CONFORMANCE_VENV)/bin/python
+	$(CONFORMANCE_VENV)/bin/python -m pip install -r conformance/requirements.txt
+	touch $@
+
+conformance: $(CONFORMANCE_STAMP) | $(BIN)/daphne
+	$(CONFORMANCE_VENV)/bin/python -m conformance.autobahn --daphne $(BIN)/daphne $(ARGS)

@@ -41,6 +41,8 @@ setup(
             "examples.*",
             "benchmarks",
             "benchmarks.*",
+            "conformance",
+            "conformance.*",
         ]
     )
     + ["twisted.plugins"],
@@ -52,7 +54,10 @@ setup(
         # read internals of these two; raise the bounds once the tests that
         # name those internals pass on a new release.
         "twisted[tls]>=22.4,<27",
-        "autobahn>=22.4.2,<27",
+        # (26.11: the first tested release that hands a compressed frame's
+        # remaining message budget to the codec and closes with 1009 when it
+        # is exceeded: daphne/websocket/deflate.py relies on both.)
+        "autobahn>=26.11,<27",
         "asgiref>=3.7,<4",
         "httptools>=0.6",
         "uvloop>=0.17; sys_platform != 'win32'"
@@ -61,6 +66,9 @@ setup(
     extras_require={
         # --reload: file watching (a development tool, never needed to serve).
         "reload": ["watchfiles>=0.21,<2"],
+        # Channel-layer mode across machines: daphne.layers.redis_direct
+        # reads channels_redis's storage, so only checked releases.
+        "redis": ["channels_redis>=4.3,<4.4", "redis>=5,<7"],
         "tests": [
             "pytest",
             "pytest-timeout",
@@ -69,7 +77,14 @@ setup(
             "django",
             "ruff",
             "websockets",
+            # The Autobahn TestSuite runner (tests/test_autobahn.py).
+            "kosoku>=0.1,<0.2",
             "channels>=4,<5",
+            # daphne.layers.redis reads channels_redis's storage (its keys,
+            # sorted sets and serializer): raise the bound once
+            # tests/test_channels_redis.py passes on a new release.
+            "channels_redis>=4.3,<4.4",
+            "redis>=5,<7",
             "watchfiles>=0.21,<2",
         ],
     },
@@ -78,6 +93,8 @@ setup(
             # (Not daphne.cli: it imports Twisted, which takes the systemd
             # socket activation variables out of the environment.)
             "daphne = daphne.__main__:main",
+            # Channel-layer mode: runs an application behind the layer.
+            "daphne-worker = daphne.worker:main",
         ],
     },
     classifiers=[

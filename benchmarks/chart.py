@@ -35,6 +35,9 @@ COLOURS = {
     "daphne-w2": "#0c7c59",
     "uvicorn-w1": "#4f7fb8",
     "uvicorn-w2": "#17375e",
+    "gunicorn-asgi": "#8e44ad",
+    "granian": "#c0392b",
+    "granian-w2": "#c0392b",
 }
 
 
@@ -72,8 +75,14 @@ def draw(result, png_path):
     columns = 2 if len(panels) > 1 else 1
     rows = math.ceil(len(panels) / columns)
     height = max(2.2, 0.45 * len(servers) + 1.2)
+    # Constrained layout leaves room for the figure's title above the first
+    # row's own titles (tight_layout ignores the suptitle, so they overlapped).
     figure, axes = plt.subplots(
-        rows, columns, figsize=(7.0 * columns, height * rows), squeeze=False
+        rows,
+        columns,
+        figsize=(7.0 * columns, height * rows + 0.6),
+        squeeze=False,
+        layout="constrained",
     )
     for index, (_wkey, workload, metric, section) in enumerate(panels):
         axis = axes[index // columns][index % columns]
@@ -100,7 +109,7 @@ def draw(result, png_path):
         arrow = (
             "higher is better" if metric["better"] == "higher" else "lower is better"
         )
-        title = textwrap.fill(workload["title"], 75)
+        title = textwrap.fill(workload["title"], 62)
         axis.set_title(f"{title}\n{metric['label']} ({arrow})", fontsize=10)
         top = max(drawn) if any(drawn) else 1.0
         axis.set_xlim(0, top * 1.45)
@@ -127,11 +136,21 @@ def draw(result, png_path):
     meta = result["meta"]
     figure.suptitle(
         f"daphne benchmark · {meta['mode']} · {meta['rounds']} round(s), medians · "
-        f"{meta['started']}",
+        f"{meta['started']}\n{machine_text(meta)}",
         fontsize=11,
     )
-    figure.tight_layout()
     figure.savefig(png_path, dpi=110)
+
+
+def machine_text(meta):
+    """The CPU and the Python version the servers ran on."""
+    machine = meta.get("machine", {})
+    cpu = machine.get("cpu_model") or "unknown CPU"
+    if machine.get("cpus"):
+        cpu += f" × {machine['cpus']}"
+    versions = sorted({v for v in meta.get("pythons", {}).values() if v})
+    python = ", ".join(versions) or machine.get("harness_python", "?")
+    return f"{cpu} · Python {python}"
 
 
 def main(argv):

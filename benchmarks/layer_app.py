@@ -68,7 +68,6 @@ REPLY_PATIENCE = 2.0  # seconds a reply is retried while its channel is full
 RETRY_SLEEP = 0.001
 
 
-
 def text_response(status, body):
     """An ASGI v1 HTTP reply: text/plain with a Content-Length."""
     return {

@@ -137,6 +137,8 @@ def markdown(result: dict) -> str:
         f"median per cell · {pinning} · load average at start "
         f"{meta['loadavg_start']} · {meta['elapsed_s']:.0f} s in all",
         "",
+        machine_line(meta),
+        "",
         f"Each cell: median (value ÷ **{base_label}**'s, unless the section "
         "names another baseline). ↑ higher is better "
         "(throughput), ↓ lower is better (latency, memory): there a ratio under "
@@ -197,6 +199,28 @@ def markdown(result: dict) -> str:
         extra = f": {spec['note']}" if spec.get("note") else ""
         lines.append(f"- {spec['label']} (`{skey}`{version}){extra}")
     return "\n".join(lines) + "\n"
+
+
+def machine_line(meta: dict) -> str:
+    """The CPU and the Pythons the servers ran on (older results may lack
+    some of it)."""
+    machine = meta.get("machine", {})
+    cpu = machine.get("cpu_model") or "unknown CPU"
+    if machine.get("cpus"):
+        cpu += f" × {machine['cpus']} CPUs"
+    if machine.get("kernel"):
+        cpu += f", Linux {machine['kernel']}"
+    pythons = {venv: v for venv, v in meta.get("pythons", {}).items() if v}
+    names = {"main": "daphne", "peers": "peers", "daphne1": "Daphne 1.4.2"}
+    if len(set(pythons.values())) == 1:
+        python = f"Python {next(iter(pythons.values()))}"
+    elif pythons:
+        python = "Python " + ", ".join(
+            f"{v} ({names.get(venv, venv)})" for venv, v in pythons.items()
+        )
+    else:
+        python = f"Python {machine.get('harness_python', '?')} (the harness)"
+    return f"Machine: {cpu} · {python}"
 
 
 #: The server this benchmark is about.

@@ -3,10 +3,10 @@
 Usage (from the repository root; ``make bench`` sets everything up first)::
 
     python3 benchmarks/run.py                 # 3 rounds, 10 s per HTTP run
-    python3 benchmarks/run.py --quick         # 1 round, 3 s runs (~90 s)
+    python3 benchmarks/run.py --quick         # 1 round, 3 s runs (~4 min)
     python3 benchmarks/run.py --servers daphne,daphne4 --workloads http-c64
     python3 benchmarks/run.py --servers daphne1 --workloads layer-http-c1
-    python3 benchmarks/run.py --servers daphne-w1,daphne-w2,uvicorn-w2 \
+    python3 benchmarks/run.py --servers daphne-w1,daphne-w2,uvicorn-w2,granian-w2 \
         --workloads http-c64-cores
 
 Each measurement starts a fresh server pinned to one CPU, waits until it
@@ -82,11 +82,11 @@ def csv_keys(known: dict, what: str):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="benchmarks/run.py",
-        description="Compare daphne with Daphne 4, uvicorn, hypercorn and a raw "
-        "Twisted protocol on the same machine, in one run; in channel layer "
-        "mode, with the original Daphne 1.4.2; and with worker processes on "
-        "every CPU, daphne --workers 2 and uvicorn --workers 2 against daphne "
-        "--workers 1.",
+        description="Compare daphne with Daphne 4, uvicorn, hypercorn, gunicorn's "
+        "ASGI worker, granian and a raw Twisted protocol on the same machine, "
+        "in one run; in channel layer mode, with the original Daphne 1.4.2; "
+        "and with worker processes on every CPU, daphne, uvicorn and granian "
+        "--workers 2 against daphne --workers 1.",
     )
     parser.add_argument(
         "--quick",
@@ -189,6 +189,23 @@ def choose_cpus(args: argparse.Namespace) -> tuple[int | None, int | None]:
     if server == load:
         warn("server and load generator share a CPU: numbers mean little")
     return server, load
+
+
+def python_version(python: Path) -> str:
+    """The version of the Python a virtualenv runs its servers on ("" if none)."""
+    if not python.exists():
+        return ""
+    try:
+        done = subprocess.run(
+            [str(python), "-c", "import platform; print(platform.python_version())"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=child_env(),
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip()
 
 
 def distributions(python: Path, names: list[str]) -> dict[str, str]:
@@ -434,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
             "daphne",
             "uvicorn",
             "hypercorn",
+            "granian",
+            "gunicorn",
             "twisted",
             "autobahn",
             "uvloop",
@@ -451,6 +470,10 @@ def main(argv: list[str] | None = None) -> int:
         "main": main_versions,
         "peers": peer_versions,
         "daphne1": daphne1_versions,
+    }
+    pythons = {
+        venv: python_version(paths.bin(venv) / "python")
+        for venv in ("main", "peers", "daphne1")
     }
     servers_meta = {}
     labels = {}
@@ -523,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
             "interrupted": interrupted,
             "machine": machine_info(),
             "versions": versions,
+            "pythons": pythons,
         },
         "servers": servers_meta,
         "workloads": workloads_meta,

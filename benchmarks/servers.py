@@ -144,6 +144,27 @@ def uvicorn_argv(http: str, loop: str, workers: int | None = None) -> tuple[str,
     )
 
 
+def granian_argv(workers: int) -> tuple[str, ...]:
+    """granian on ``app:application`` as an ASGI server on uvloop, quiet."""
+    return (
+        "{bin}/granian",
+        "--interface",
+        "asgi",
+        "--loop",
+        "uvloop",
+        "--workers",
+        str(workers),
+        "--host",
+        HOST,
+        "--port",
+        "{port}",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "app:application",
+    )
+
+
 SERVERS: tuple[ServerSpec, ...] = (
     ServerSpec(
         key="daphne",
@@ -188,6 +209,36 @@ SERVERS: tuple[ServerSpec, ...] = (
         note="defaults: asyncio worker, one worker process under a supervisor",
     ),
     ServerSpec(
+        key="gunicorn-asgi",
+        label="gunicorn {version} asgi",
+        venv="peers",
+        distribution="gunicorn",
+        argv=(
+            "{bin}/gunicorn",
+            "-k",
+            "asgi",
+            "-w",
+            "1",
+            "--bind",
+            HOST + ":{port}",
+            "--log-level",
+            "warning",
+            "app:application",
+        ),
+        note="gunicorn's own ASGI worker (-k asgi), one worker under gunicorn's "
+        "arbiter; its default parser and event loop (uvloop, installed)",
+    ),
+    ServerSpec(
+        key="granian",
+        label="granian {version} (Rust)",
+        venv="peers",
+        distribution="granian",
+        argv=granian_argv(1),
+        note="a Rust server (hyper, tokio) calling the ASGI application: "
+        "shown for reference, not a target; --interface asgi --loop uvloop "
+        "--workers 1",
+    ),
+    ServerSpec(
         key="daphne1",
         label="Daphne {version} (channel layer)",
         venv="daphne1",
@@ -204,6 +255,26 @@ SERVERS: tuple[ServerSpec, ...] = (
         note="the original channel-layer design: asgiref 1.1's in-memory layer "
         "(capacity 100) with worker threads in the server's process, "
         "polled every 50 ms when idle; the baseline of the channel-layer sections",
+    ),
+    ServerSpec(
+        key="daphne-redis",
+        label="daphne + daphne-workers (channels_redis)",
+        venv="main",
+        distribution="channels_redis",
+        argv=(),
+        # redis_cluster.py: a redis-server, daphne on redis_layer.py and
+        # BENCH_LAYER_WORKERS daphne-worker processes running app.py, all on
+        # the one CPU the server gets.
+        layer_argv=("{bin}/python", "redis_cluster.py", "--port", "{port}"),
+        features={"http": NO, "websocket": NO, "channel_layer": YES},
+        reasons={
+            "http": "channel-layer mode across processes: "
+            "see the channel-layer sections",
+            "websocket": "channel-layer mode across processes: "
+            "see the channel-layer sections",
+        },
+        note="channel-layer mode across processes: daphne, Redis and "
+        "daphne-worker processes (app.py) sharing one CPU",
     ),
     ServerSpec(
         key="raw-twisted",
@@ -260,6 +331,15 @@ SERVERS: tuple[ServerSpec, ...] = (
         argv=uvicorn_argv("httptools", "uvloop", workers=2),
         dedicated=True,
         note="uvicorn's supervisor binds the socket, 2 worker processes share it",
+    ),
+    ServerSpec(
+        key="granian-w2",
+        label="granian {version} (Rust) --workers 2",
+        venv="peers",
+        distribution="granian",
+        argv=granian_argv(2),
+        dedicated=True,
+        note="granian's 2 worker processes (Rust, uvloop); for reference",
     ),
 )
 

@@ -235,7 +235,7 @@ class HttpWrkCores(HttpWrk):
 
     pinned = False
     baseline = CORES_BASELINE
-    servers = ("daphne-w1", "daphne-w2", "uvicorn-w1", "uvicorn-w2")
+    servers = ("daphne-w1", "daphne-w2", "uvicorn-w1", "uvicorn-w2", "granian-w2")
     note = (
         "Multi-core: servers and wrk (one thread) unpinned, sharing every CPU; "
         "on a 2-core machine the server's processes and the load generator "
@@ -312,6 +312,8 @@ class WebSocketEcho(Workload):
         Metric("client_cpu_pct", "client CPU", "pct", "lower", compare=False),
     )
     timeout = 120  # seconds the whole exchange may take
+    #: extra ws_client arguments (``--deflate``: offer compression)
+    client_args: tuple[str, ...] = ()
 
     title = "WebSocket echo"
 
@@ -345,6 +347,7 @@ class WebSocketEcho(Workload):
                 str(settings.ws_size),
                 "--timeout",
                 str(self.timeout),
+                *self.client_args,
             ],
             timeout=self.timeout,
         )
@@ -371,6 +374,7 @@ class WebSocketIdle(Workload):
         Metric("rss_after_mib", "RSS with all open MiB", "mib", "lower"),
     )
     settle = 1.0  # seconds between the last handshake and the reading
+    client_args: tuple[str, ...] = ()
 
     def title_for(self, settings: Settings) -> str:
         return f"Memory per idle WebSocket, {settings.idle_connections:,} held open"
@@ -400,6 +404,7 @@ class WebSocketIdle(Workload):
             "60",
             "--timeout",
             "90",
+            *self.client_args,
         ]
         settings.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = settings.log_dir / f"ws-client-idle-{server.spec.key}.log"
@@ -438,6 +443,37 @@ class WebSocketIdle(Workload):
             "open_seconds": ready.get("open_seconds"),
             "dropped_while_held": done.get("dropped"),
         }
+
+
+#: The servers compared with compression on (each agrees to permessage-deflate
+#: by default; a server that declines is shown n/a).
+DEFLATE_SERVERS = ("daphne", "uvicorn-httptools", "hypercorn")
+
+
+class WebSocketEchoDeflate(WebSocketEcho):
+    """The echo with permessage-deflate offered and agreed."""
+
+    key = "ws-echo-deflate"
+    servers = DEFLATE_SERVERS
+    baseline = "uvicorn-httptools"
+    client_args = ("--deflate",)
+    note = "permessage-deflate agreed on every connection; ratios against uvicorn"
+
+    def title_for(self, settings: Settings) -> str:
+        return super().title_for(settings) + ", compressed"
+
+
+class WebSocketIdleDeflate(WebSocketIdle):
+    """Memory per idle WebSocket that has compressed one message each way."""
+
+    key = "ws-idle-deflate"
+    servers = DEFLATE_SERVERS
+    baseline = "uvicorn-httptools"
+    client_args = ("--deflate",)
+    note = "each socket echoed one compressed message first (its zlib state exists)"
+
+    def title_for(self, settings: Settings) -> str:
+        return super().title_for(settings) + ", compressed"
 
 
 class JsonLines:
@@ -561,6 +597,8 @@ WORKLOADS: tuple[Workload, ...] = (
     HttpWrk(1),
     WebSocketEcho(),
     WebSocketIdle(),
+    WebSocketEchoDeflate(),
+    WebSocketIdleDeflate(),
     LayerHttpWrk(64),
     LayerHttpWrk(1),
     LayerWebSocketEcho(),

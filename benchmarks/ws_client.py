@@ -22,6 +22,12 @@ Modes (each prints JSON on stdout, one object per line):
     ``{"event": "done", ...}``. The harness reads the server's memory while
     the connections are held.
 
+``--deflate`` offers permessage-deflate (as browsers do): messages go both
+ways compressed (the client with zlib level 6, at the windows the server
+answered), and in ``idle`` mode every connection first echoes one message, so
+that the server holds the zlib state a chatting socket has. A server that
+declines the offer is reported like one without WebSocket support.
+
 Every run is bounded by ``--timeout`` seconds; traffic goes to ``--host``,
 which must be a loopback address.
 """
@@ -35,6 +41,7 @@ import json
 import os
 import sys
 import time
+import zlib
 
 OP_CONTINUATION = 0x0
 OP_TEXT = 0x1
@@ -42,6 +49,8 @@ OP_BINARY = 0x2
 OP_CLOSE = 0x8
 OP_PING = 0x9
 OP_PONG = 0xA
+RSV1 = 0x40  # the first frame of a compressed message (RFC 7692)
+DEFLATE_TAIL = b"\x00\x00\xff\xff"
 
 
 class HandshakeRefused(Exception):
@@ -103,7 +112,7 @@ def parse_frames(buffer):
         payload = buffer[pos + header : pos + header + length]
         if key is not None:
             payload = mask(payload, key)
-        frames.append((first & 0x80, first & 0x0F, payload))
+        frames.append((first & 0x80, first & 0x4F, payload))
         pos += header + length
     return frames, buffer[pos:]
 
@@ -111,8 +120,13 @@ def parse_frames(buffer):
 class Connection(asyncio.Protocol):
     """One client WebSocket: handshake, then echo or idle."""
 
-    def __init__(self, host, port, path):
+    def __init__(self, host, port, path, deflate=False):
         loop = asyncio.get_running_loop()
+        offer = (
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+            if deflate
+            else ""
+        )
         self.request = (
             f"GET {path} HTTP/1.1\r\n"
             f"Host: {host}:{port}\r\n"
@@ -120,8 +134,13 @@ class Connection(asyncio.Protocol):
             "Connection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
             "Sec-WebSocket-Version: 13\r\n"
-            "\r\n"
+            f"{offer}\r\n"
         ).encode("ascii")
+        self.deflate = deflate
+        #: zlib objects once the server agreed to permessage-deflate.
+        self.compressor = None
+        self.inflater = None
+        self.compressed = False  # the message being received
         self.key = os.urandom(4)
         self.transport = None
         self.buffer = b""
@@ -161,6 +180,9 @@ class Connection(asyncio.Protocol):
         if status != 101:
             self.fail_handshake(status, parts[2] if len(parts) > 2 else "")
             return
+        if self.deflate and not self.agree_deflate(head):
+            self.fail_handshake(101, "permessage-deflate declined")
+            return
         self.is_open = True
         self.opened.set_result(None)
         if self.buffer:
@@ -186,9 +208,43 @@ class Connection(asyncio.Protocol):
             self.opened.set_exception(HandshakeRefused(status, reason))
         self.transport.close()
 
+    def agree_deflate(self, head):
+        """Set up compression from the 101's answer; False if it declined."""
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() != b"sec-websocket-extensions":
+                continue
+            params = {}
+            for part in value.decode("latin-1").split(";"):
+                key, _, val = part.strip().partition("=")
+                params[key] = val.strip('"')
+            if "permessage-deflate" not in params:
+                continue
+            server_bits = int(params.get("server_max_window_bits") or 15)
+            client_bits = int(params.get("client_max_window_bits") or 15)
+            self.inflater = zlib.decompressobj(-server_bits)
+            self.compressor = zlib.compressobj(6, zlib.DEFLATED, -client_bits)
+            self.takeover = "client_no_context_takeover" not in params
+            self.client_bits = client_bits
+            return True
+        return False
+
+    def message_frame(self, payload):
+        """A text frame for ``payload``, compressed if that was agreed."""
+        if self.compressor is None:
+            return client_frame(OP_TEXT, payload, self.key)
+        if not self.takeover:
+            self.compressor = zlib.compressobj(6, zlib.DEFLATED, -self.client_bits)
+        compressor = self.compressor
+        data = compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        return client_frame(RSV1 | OP_TEXT, data[:-4], self.key)
+
     def handle_frames(self):
         frames, self.buffer = parse_frames(self.buffer)
         for fin, opcode, payload in frames:
+            if opcode & RSV1:
+                opcode &= 0x0F
+                self.compressed = True
             if opcode in (OP_TEXT, OP_BINARY, OP_CONTINUATION):
                 if not fin:
                     self.fragments.append(payload)
@@ -196,6 +252,9 @@ class Connection(asyncio.Protocol):
                 if self.fragments:
                     payload = b"".join(self.fragments) + payload
                     self.fragments = []
+                if self.compressed:
+                    self.compressed = False
+                    payload = self.inflater.decompress(payload + DEFLATE_TAIL)
                 if self.on_message is not None:
                     self.on_message(payload)
             elif opcode == OP_PING:
@@ -221,7 +280,8 @@ class Connection(asyncio.Protocol):
 
     def start_echo(self, payload, messages, latencies):
         """Send ``payload`` ``messages`` times, one round trip at a time."""
-        frame = client_frame(OP_TEXT, payload, self.key)
+        deflate = self.compressor is not None
+        frame = self.message_frame(payload)
         write = self.transport.write
         clock = time.perf_counter
         remaining = messages
@@ -239,7 +299,8 @@ class Connection(asyncio.Protocol):
             remaining -= 1
             if remaining:
                 sent_at = clock()
-                write(frame)
+                # (a compressed message differs each time: context takeover)
+                write(self.message_frame(payload) if deflate else frame)
             else:
                 self.on_message = None
                 self.finished.set_result(None)
@@ -258,7 +319,9 @@ async def open_connections(args, count, concurrency=50):
 
     async def open_one():
         _, connection = await loop.create_connection(
-            lambda: Connection(args.host, args.port, args.path), args.host, args.port
+            lambda: Connection(args.host, args.port, args.path, args.deflate),
+            args.host,
+            args.port,
         )
         await connection.opened
         return connection
@@ -344,6 +407,12 @@ async def run_idle(args):
     loop = asyncio.get_running_loop()
     started = time.perf_counter()
     connections = await open_connections(args, args.connections)
+    if args.deflate:
+        # One message each, so that the server's zlib state exists.
+        chat = b'{"type": "chat.message", "text": "hello there"}'
+        for connection in connections:
+            connection.start_echo(chat, 1, [])
+        await asyncio.gather(*(c.finished for c in connections))
     emit(
         {
             "event": "ready",
@@ -399,6 +468,9 @@ def parse_args(argv=None):
         "--hold", type=float, default=60.0, help="idle: longest hold in seconds"
     )
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--deflate", action="store_true", help="offer permessage-deflate"
+    )
     parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto")
     args = parser.parse_args(argv)
     if not ipaddress.ip_address(args.host).is_loopback:

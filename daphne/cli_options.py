@@ -240,6 +240,14 @@ def _add_websocket_options(parser: argparse.ArgumentParser, defaults: Config) ->
         help="largest incoming frame in bytes, 0 for no limit (default: %(default)s)",
     )
     ws.add_argument(
+        "--ws-per-message-deflate",
+        action=argparse.BooleanOptionalAction,
+        default=defaults.ws_per_message_deflate,
+        help="agree to permessage-deflate compression when a client offers it "
+        "(--no-ws-per-message-deflate: never); --websocket-max-message-size "
+        "bounds the decompressed size (default: on)",
+    )
+    ws.add_argument(
         "--ping-interval",
         type=_seconds,
         metavar="SECONDS",

@@ -91,6 +91,14 @@ class Config:
     #: ones close the socket with 1009.
     websocket_max_message_size: int = MiB
     websocket_max_frame_size: int = MiB
+    #: permessage-deflate (RFC 7692) is agreed when a client offers it.
+    ws_per_message_deflate: bool = True
+    #: Its bounds: the server's compression window (and the most it asks of
+    #: clients that allow it), in bits (9..15); the compressor's zlib memLevel
+    #: (1..9); its level (1 fastest .. 9 smallest; memory does not depend on it).
+    ws_deflate_window_bits: int = 12
+    ws_deflate_mem_level: int = 5
+    ws_deflate_level: int = 1
     #: A ping goes out after this many seconds without traffic from the
     #: client (0: never) ...
     ping_interval: float = 20.0
@@ -189,6 +197,12 @@ class Config:
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
+        if not 9 <= self.ws_deflate_window_bits <= 15:
+            raise ConfigError("ws_deflate_window_bits must be between 9 and 15")
+        if not 1 <= self.ws_deflate_mem_level <= 9:
+            raise ConfigError("ws_deflate_mem_level must be between 1 and 9")
+        if not 0 <= self.ws_deflate_level <= 9:
+            raise ConfigError("ws_deflate_level must be between 0 and 9")
         if self.workers < 1:
             raise ConfigError("workers must be at least 1")
         if self.http_timeout is not None and self.http_timeout <= 0:

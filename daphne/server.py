@@ -25,6 +25,7 @@ from .hosts.app import AppHost, Lifespan, LifespanFailure
 from .hosts.detect import INTERFACE_NAMES, TargetError, detect_interface
 from .hosts.layer import LayerHost, layer_config
 from .protocols import HTTPFactory
+from .shared_ports import AdoptShared
 from .utils import user_traceback
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,15 @@ CONFIG_KWARGS = frozenset(
         "forwarded_allow_ips",
     }
 )
+
+
+def listening_endpoint(reactor: Any, description: str) -> Any:
+    """The endpoint for ``description``; an inherited socket (``fd:``) is
+    adopted as a shared port, which leaves the socket and its path to their
+    owner (:mod:`daphne.shared_ports`)."""
+    if description.partition(":")[0].strip().lower() == "fd":
+        return server_endpoint(AdoptShared(reactor), description)
+    return server_endpoint(reactor, description)
 
 
 class ServerError(Exception):
@@ -145,7 +155,7 @@ class Server:
         self.reactor = reactor
         #: ``(reactor, description) -> endpoint`` (a worker's adopts the
         #: supervisor's sockets).
-        self.endpoint_factory = endpoint_factory or server_endpoint
+        self.endpoint_factory = endpoint_factory or listening_endpoint
         self.listeners: list[Any] = []
         self.error: ServerError | None = None
         self.factory: HTTPFactory | None = None

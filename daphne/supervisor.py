@@ -9,6 +9,11 @@ itself for ``ssl:`` endpoints, and writes one byte on the control socket once
 it is listening; if the supervisor goes away, the worker reads end of file
 there and stops gracefully.
 
+Workers adopt the sockets as shared ports (:mod:`daphne.shared_ports`): a
+worker that stops leaves the socket to the others, and a UNIX socket's path
+belongs to the supervisor, which binds it (with its mode and lock file) and
+removes it when it exits.
+
 The supervisor restarts a worker that dies (with a backoff), replaces them
 one by one on SIGHUP, adds or removes one on SIGTTIN / SIGTTOU, and drains
 them all on SIGTERM / SIGINT (a second one kills them). Workers ignore
@@ -32,6 +37,7 @@ import os
 import selectors
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -40,11 +46,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.python.failure import Failure
+from twisted.python.lockfile import FilesystemLock
 
 from .config import ConfigError
 from .endpoints import EndpointError, fd_endpoint, server_endpoint
 from .layers import InMemoryChannelLayer
 from .server import ServerError
+from .shared_ports import AdoptShared, adopt
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +80,16 @@ SUPERVISOR_SIGNALS = (
 
 
 #: The endpoint kinds a supervisor can bind and its workers adopt.
-SHAREABLE = ("tcp", "tcp6", "ssl", "fd")
+SHAREABLE = ("tcp", "tcp6", "ssl", "unix", "fd")
 
 
 def _is_fd(description: str) -> bool:
     return description.partition(":")[0].strip().lower() == "fd"
+
+
+def _in_filesystem(path: str) -> bool:
+    """Whether a UNIX socket address is a path (not abstract, not unnamed)."""
+    return bool(path) and not path.startswith("\0")
 
 
 def _family(interface: str) -> socket.AddressFamily:
@@ -119,6 +132,8 @@ class _Binder(_StandIn):
 
     def __init__(self, description: str) -> None:
         self.description = description
+        #: The UNIX socket path bound, if any.
+        self.owned: Owned | None = None
 
     def listenTCP(  # noqa: N802 (Twisted's name)
         self, port: int, factory: Any, backlog: int = 50, interface: str = ""
@@ -135,6 +150,42 @@ class _Binder(_StandIn):
             ) from None
         return sock
 
+    def listenUNIX(  # noqa: N802 (Twisted's name)
+        self,
+        address: str,
+        factory: Any,
+        backlog: int = 50,
+        mode: int = 0o666,
+        wantPID: bool = False,  # noqa: N803
+    ) -> socket.socket:
+        lock = None
+        if wantPID:  # lockfile=1: as Twisted does, a stale path goes first
+            lock = FilesystemLock(address + ".lock")
+            if not lock.lock():
+                raise ServerError(
+                    f"Cannot listen on {self.description}: {address}.lock is "
+                    "held by another process"
+                )
+            if not lock.clean:
+                with contextlib.suppress(OSError):
+                    if stat.S_ISSOCK(os.stat(address).st_mode):
+                        os.unlink(address)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(address)
+            if _in_filesystem(address):
+                os.chmod(address, mode)
+            sock.listen(backlog)
+        except OSError as exc:
+            sock.close()
+            if lock is not None:
+                lock.unlock()
+            raise ServerError(
+                f"Cannot listen on {self.description}: {exc.strerror or exc}"
+            ) from None
+        self.owned = Owned(address, lock)
+        return sock
+
     def adoptStreamPort(  # noqa: N802 (Twisted's name)
         self,
         fileDescriptor: int,  # noqa: N803
@@ -145,28 +196,45 @@ class _Binder(_StandIn):
         return socket.socket(fileno=os.dup(fileDescriptor))
 
 
-def bind_endpoints(descriptions: list[str]) -> list[socket.socket]:
+@dataclass
+class Owned:
+    """A UNIX socket path the supervisor bound, and its lock file if any:
+    removed when the supervisor exits (the workers leave them alone)."""
+
+    path: str
+    lock: FilesystemLock | None = None
+
+    def remove(self) -> None:
+        if _in_filesystem(self.path):
+            with contextlib.suppress(OSError):
+                if stat.S_ISSOCK(os.stat(self.path).st_mode):
+                    os.unlink(self.path)
+        if self.lock is not None:
+            self.lock.unlock()
+
+
+def bind_endpoints(
+    descriptions: list[str], owned: list[Owned] | None = None
+) -> list[socket.socket]:
     """A listening, non-blocking socket for each endpoint description.
 
-    Raises ConfigError for an endpoint that cannot be shared, ServerError
-    for one that cannot be bound. No reactor is imported."""
+    The UNIX socket paths bound here are appended to ``owned``, for the
+    caller to remove. Raises ConfigError for an endpoint that cannot be
+    shared, ServerError for one that cannot be bound. No reactor is
+    imported."""
     sockets: list[socket.socket] = []
+    bound: list[Owned] = []
     try:
         for description in descriptions:
             kind = description.partition(":")[0].strip().lower()
-            if kind == "unix":
-                raise ConfigError(
-                    "--workers cannot share a UNIX socket yet (a worker that "
-                    "stops would remove its file); use TCP, or --fd with a "
-                    "TCP socket"
-                )
             if kind not in SHAREABLE:
                 raise ConfigError(
                     f"--workers cannot share the endpoint {description!r} "
                     f"(it can share {', '.join(SHAREABLE)} endpoints)"
                 )
+            binder = _Binder(description)
             try:
-                endpoint = server_endpoint(_Binder(description), description)
+                endpoint = server_endpoint(binder, description)
             except EndpointError as exc:
                 raise ConfigError(str(exc)) from None
             outcome: list[Any] = []
@@ -175,37 +243,62 @@ def bind_endpoints(descriptions: list[str]) -> list[socket.socket]:
                 outcome[0].raiseException()
             sock = outcome[0]
             sockets.append(sock)
-            if sock.family == socket.AF_UNIX:
-                raise ConfigError(
-                    f"--workers cannot share the UNIX socket of {description!r} yet"
-                )
+            if binder.owned is not None:
+                bound.append(binder.owned)
             sock.setblocking(False)
     except BaseException:
         for sock in sockets:
             sock.close()
+        for path in bound:
+            path.remove()
         raise
+    if owned is not None:
+        owned.extend(bound)
     return sockets
+
+
+def describe_address(sock: socket.socket) -> str:
+    """Where a listening socket is, for the log."""
+    name = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        if isinstance(name, bytes):
+            name = name.decode(errors="replace")
+        return name if _in_filesystem(name) else "an unnamed UNIX socket"
+    host, port = name[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 # -- the worker's side --------------------------------------------------------
 
 
 class _Adopter(_StandIn):
-    """Adopts the inherited socket instead of binding a new one, for a
-    worker's tcp: and ssl: endpoints."""
+    """Adopts the inherited socket instead of binding a new one, as a port
+    shared with the other workers (:mod:`daphne.shared_ports`)."""
 
     def __init__(self, reactor: Any, fileno: int) -> None:
         self.reactor = reactor
         self.fileno = fileno
 
+    def _adopt(self, family: socket.AddressFamily, factory: Any) -> Any:
+        listening = adopt(self.reactor, self.fileno, family, factory)
+        os.close(self.fileno)  # the port made a copy
+        return listening
+
     def listenTCP(  # noqa: N802 (Twisted's name)
         self, port: int, factory: Any, backlog: int = 50, interface: str = ""
     ) -> Any:
-        listening = self.reactor.adoptStreamPort(
-            self.fileno, _family(interface), factory
-        )
-        os.close(self.fileno)  # adoptStreamPort made a copy
-        return listening
+        return self._adopt(_family(interface), factory)
+
+    def listenUNIX(  # noqa: N802 (Twisted's name)
+        self,
+        address: str,
+        factory: Any,
+        backlog: int = 50,
+        mode: int = 0o666,
+        wantPID: bool = False,  # noqa: N803
+    ) -> Any:
+        # The supervisor bound it, set its mode and holds its lock file.
+        return self._adopt(socket.AF_UNIX, factory)
 
     def tls(self, factory: Any, context_factory: Any) -> Any:
         from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -238,7 +331,7 @@ class WorkerLink:
         def endpoint(reactor: Any, description: str) -> Any:
             fileno = fds[description]
             if _is_fd(description):
-                return fd_endpoint(reactor, str(fileno))
+                return fd_endpoint(AdoptShared(reactor), str(fileno))
             return server_endpoint(_Adopter(reactor, fileno), description)
 
         return endpoint
@@ -356,6 +449,8 @@ class Supervisor:
         self.shutdown_timeout = shutdown_timeout
         self.workers: list[WorkerProcess] = []
         self.sockets: list[socket.socket] = []
+        #: The UNIX socket paths bound, removed on exit.
+        self.owned: list[Owned] = []
         self.selector = selectors.DefaultSelector()
         self.ever_ready = False
         #: Consecutive workers that exited before they were ready.
@@ -373,10 +468,9 @@ class Supervisor:
     # -- running ------------------------------------------------------------------
 
     def run(self) -> int:
-        self.sockets = bind_endpoints(self.endpoints)
+        self.sockets = bind_endpoints(self.endpoints, self.owned)
         for description, sock in zip(self.endpoints, self.sockets, strict=True):
-            host, port = sock.getsockname()[:2]
-            where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            where = describe_address(sock)
             logger.info("Supervisor bound %s at %s", description, where)
         wake_r, wake_w = socket.socketpair()
         wake_r.setblocking(False)
@@ -404,6 +498,8 @@ class Supervisor:
                 worker.proc.wait()
             for sock in (*self.sockets, wake_r, wake_w):
                 sock.close()
+            for path in self.owned:
+                path.remove()
             self.selector.close()
 
     def _loop(self, wake: socket.socket) -> int:

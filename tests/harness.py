@@ -601,7 +601,13 @@ class LayerExchange(Exchange):
     def ended(self) -> int:
         gone = self.side.inbox(self, "http.disconnect")
         assert all(
-            m == {"reply_channel": self.channel, "path": self.path} for m in gone
+            m
+            == {
+                "type": "http.disconnect",
+                "reply_channel": self.channel,
+                "path": self.path,
+            }
+            for m in gone
         )
         return len(gone)
 

@@ -26,6 +26,7 @@ from twisted.internet.testing import StringTransportWithDisconnection
 from daphne.hosts import ASGIProtocolError
 from daphne.protocols import direct as direct_send
 from daphne.protocols import http1_reader
+from daphne.protocols.http1 import FIRST_REQUEST_GRACE
 from tests.harness import (
     BODY,
     CONTINUE,
@@ -167,6 +168,31 @@ def test_shutdown_of_an_idle_connection_closes_it_at_once():
     conn.protocol.shutdown()
     assert not conn.open
     assert one_response(conn.output()).body == b"ok"
+
+
+def test_shutdown_lets_a_new_connection_send_its_first_request():
+    """Accepted as the drain begins, no byte yet: its request, on its way,
+    is answered, then the connection closes."""
+    conn = connect()
+    conn.protocol.shutdown()
+    assert conn.open
+    conn.advance(FIRST_REQUEST_GRACE / 2)
+    conn.send(GET)
+    conn.instance.respond(b"made it")
+    response = one_response(conn.output())
+    assert response.body == b"made it"
+    assert response.header(b"connection") == b"close"
+    assert not conn.open
+
+
+def test_shutdown_closes_a_silent_new_connection_after_a_grace():
+    conn = connect()
+    conn.protocol.shutdown()
+    conn.advance(FIRST_REQUEST_GRACE - 0.01)
+    assert conn.open
+    conn.advance(0.02)
+    assert not conn.open
+    assert conn.output() == b""
 
 
 def test_request_arriving_after_shutdown_starts_no_application():

@@ -158,6 +158,7 @@ def test_http_request_message_and_reply():
     assert sink.receive_requests == 1  # (a client waiting for 100 Continue)
     channel, message = layer.receive(["http.request"])
     assert message == {
+        "type": "http.request",
         "reply_channel": instance.channel,
         "http_version": "1.1",
         "method": "GET",
@@ -184,7 +185,7 @@ def test_http_request_message_and_reply():
     instance.put({"type": "http.disconnect"})
     assert layer.receive(["http.disconnect"]) == (
         "http.disconnect",
-        {"reply_channel": instance.channel, "path": "/p"},
+        {"type": "http.disconnect", "reply_channel": instance.channel, "path": "/p"},
     )
 
 
@@ -266,6 +267,7 @@ def test_websocket_messages_count_order():
     ]
     _, disconnect = layer.receive(["websocket.disconnect"])
     assert disconnect == {
+        "type": "websocket.disconnect",
         "reply_channel": instance.channel,
         "code": 1001,
         "path": "/ws",
@@ -606,7 +608,11 @@ def test_asyncio_reader_cancels_receives_of_finished_connections():
     assert gone.events == [] and gone.finished == [None]
     assert host.instances == {} and tasks == {}
     assert [m["path"] for m in requests] == ["/", "/"]
-    assert disconnect == {"reply_channel": left, "path": "/"}
+    assert disconnect == {
+        "type": "http.disconnect",
+        "reply_channel": left,
+        "path": "/",
+    }
 
 
 def test_no_frame_is_sent_after_a_refused_frame(caplog):

@@ -54,6 +54,7 @@ LAYERS = "tests.layer_apps"
 APP = f"{LAYERS}:channel_layer"
 REPLY_CHANNEL = re.compile(r"daphne\.response\.[A-Za-z]{10}![A-Za-z]{10}")
 HTTP_REQUEST_KEYS = [
+    "type",
     "reply_channel",
     "http_version",
     "method",
@@ -67,6 +68,7 @@ HTTP_REQUEST_KEYS = [
     "server",
 ]
 CONNECT_KEYS = [
+    "type",
     "reply_channel",
     "path",
     "headers",
@@ -278,6 +280,7 @@ def test_http_request_message(main):
     assert REPLY_CHANNEL.fullmatch(channel)
     assert channel.startswith(reply_prefix(main))
     assert message == {
+        "type": "http.request",
         "reply_channel": channel,
         "http_version": "1.1",
         "method": "GET",
@@ -299,7 +302,7 @@ def test_http_request_message(main):
     assert all(type(header) is tuple for header in message["headers"])
 
     assert wait_recorded(main, "http.disconnect", channel) == [
-        {"reply_channel": channel, "path": "/any/p ath/\xe9"}
+        {"type": "http.disconnect", "reply_channel": channel, "path": "/any/p ath/\xe9"}
     ]
 
 
@@ -369,7 +372,11 @@ def test_http_disconnect_after_every_request(main):
     for message in requests:
         channel = message["reply_channel"]
         assert wait_recorded(main, "http.disconnect", channel) == [
-            {"reply_channel": channel, "path": message["path"]}
+            {
+                "type": "http.disconnect",
+                "reply_channel": channel,
+                "path": message["path"],
+            }
         ]
     assert len({m["reply_channel"] for m in requests}) == 5
 
@@ -379,7 +386,7 @@ def test_http_disconnect_after_every_request(main):
         s.sendall(f"GET /no-reply?id={ident} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
         channel = wait_recorded(main, "http.request", ident)[0]["reply_channel"]
     assert wait_recorded(main, "http.disconnect", channel) == [
-        {"reply_channel": channel, "path": "/no-reply"}
+        {"type": "http.disconnect", "reply_channel": channel, "path": "/no-reply"}
     ]
 
 
@@ -395,6 +402,7 @@ def test_websocket_message_shapes(main):
     channel = message["reply_channel"]
     assert REPLY_CHANNEL.fullmatch(channel)
     assert message == {
+        "type": "websocket.connect",
         "reply_channel": channel,
         "path": "/ws/\xe9/x",
         "headers": [
@@ -428,19 +436,22 @@ def test_websocket_message_shapes(main):
 
     base = {"reply_channel": channel, "path": "/ws/\xe9/x"}
     receives = wait_recorded(main, "websocket.receive", channel, count=4)
+    received = {"type": "websocket.receive", **base}
     assert receives == [
-        {**base, "order": 1, "text": "hello"},
-        {**base, "order": 2, "bytes": b"\x00\xff"},
-        {**base, "order": 3, "text": ""},
-        {**base, "order": 4, "bytes": b""},
+        {**received, "order": 1, "text": "hello"},
+        {**received, "order": 2, "bytes": b"\x00\xff"},
+        {**received, "order": 3, "text": ""},
+        {**received, "order": 4, "bytes": b""},
     ]
     assert [list(m) for m in receives] == [
-        ["reply_channel", "path", "order", "text"],
-        ["reply_channel", "path", "order", "bytes"],
+        ["type", "reply_channel", "path", "order", "text"],
+        ["type", "reply_channel", "path", "order", "bytes"],
     ] * 2
     disconnects = wait_recorded(main, "websocket.disconnect", channel)
-    assert disconnects == [{"reply_channel": channel, "code": 4001, **base, "order": 5}]
-    assert list(disconnects[0]) == ["reply_channel", "code", "path", "order"]
+    assert disconnects == [
+        {"type": "websocket.disconnect", **base, "code": 4001, "order": 5}
+    ]
+    assert list(disconnects[0]) == ["type", "reply_channel", "code", "path", "order"]
     # (The upgrade request itself is no http.request.)
     assert recorded(main, "http.request", ident) == []
     assert recorded(main, "http.disconnect", "/ws/\xe9/x") == []
@@ -461,7 +472,13 @@ def test_websocket_disconnect_codes(main):
         assert ws.recv(timeout=5) == "one"
     channel = connect_message(main, ident)["reply_channel"]
     assert wait_recorded(main, "websocket.disconnect", channel) == [
-        {"reply_channel": channel, "code": 1000, "path": f"/ws/{ident}", "order": 2}
+        {
+            "type": "websocket.disconnect",
+            "reply_channel": channel,
+            "code": 1000,
+            "path": f"/ws/{ident}",
+            "order": 2,
+        }
     ]
 
     # A reject ends abnormally: 1006, and order 1 (no frames).
@@ -469,7 +486,13 @@ def test_websocket_disconnect_codes(main):
     assert refused(main, f"/reject/{ident}").status == 403
     channel = connect_message(main, ident)["reply_channel"]
     assert wait_recorded(main, "websocket.disconnect", channel) == [
-        {"reply_channel": channel, "code": 1006, "path": f"/reject/{ident}", "order": 1}
+        {
+            "type": "websocket.disconnect",
+            "reply_channel": channel,
+            "code": 1006,
+            "path": f"/reject/{ident}",
+            "order": 1,
+        }
     ]
 
     # A client that just drops the TCP connection: 1006.
@@ -480,7 +503,13 @@ def test_websocket_disconnect_codes(main):
     raw.close()
     channel = connect_message(main, ident)["reply_channel"]
     assert wait_recorded(main, "websocket.disconnect", channel) == [
-        {"reply_channel": channel, "code": 1006, "path": f"/ws/{ident}", "order": 2}
+        {
+            "type": "websocket.disconnect",
+            "reply_channel": channel,
+            "code": 1006,
+            "path": f"/ws/{ident}",
+            "order": 2,
+        }
     ]
 
 
@@ -699,7 +728,13 @@ def test_full_websocket_receive_closes_1013(full_receive):
         f"{full_receive.url}/drain?channel=websocket.receive", timeout=5
     ).content.decode()
     assert [ast.literal_eval(line) for line in queued.splitlines()] == [
-        {"reply_channel": channel, "path": f"/ws/{ident}", "order": 1, "text": "first"}
+        {
+            "type": "websocket.receive",
+            "reply_channel": channel,
+            "path": f"/ws/{ident}",
+            "order": 1,
+            "text": "first",
+        }
     ]
     # Nothing more is sent for the muted socket: later frames, its disconnect.
     raw.send_frame(OP_TEXT, b"third")
@@ -738,7 +773,7 @@ def test_http_timeout_503(timeouts):
     assert (line["status"], line["size"]) == ("503", str(len(response.content)))
     channel = recorded(timeouts, "http.request", ident)[0]["reply_channel"]
     assert wait_recorded(timeouts, "http.disconnect", channel) == [
-        {"reply_channel": channel, "path": "/no-reply"}
+        {"type": "http.disconnect", "reply_channel": channel, "path": "/no-reply"}
     ]
 
 
@@ -781,6 +816,7 @@ def test_websocket_connect_timeout_403(timeouts):
     channel = connect_message(timeouts, ident)["reply_channel"]
     assert wait_recorded(timeouts, "websocket.disconnect", channel) == [
         {
+            "type": "websocket.disconnect",
             "reply_channel": channel,
             "code": 1006,
             "path": f"/no-accept/{ident}",
@@ -835,7 +871,13 @@ def test_ping_timeout_drops_a_silent_client(keepalive):
         raw.close()
         channel = connect_message(keepalive, ident)["reply_channel"]
         assert wait_recorded(keepalive, "websocket.disconnect", channel) == [
-            {"reply_channel": channel, "code": 1006, "path": f"/ws/{ident}", "order": 1}
+            {
+                "type": "websocket.disconnect",
+                "reply_channel": channel,
+                "code": 1006,
+                "path": f"/ws/{ident}",
+                "order": 1,
+            }
         ]
         answering.send("alive")
         assert answering.recv(timeout=5) == "alive"

@@ -104,7 +104,11 @@ def test_invalid_reply_is_still_followed_by_http_disconnect(replies, caplog):
     assert server.output()  # (a 500, or a cut-short 200)
     assert server.idle()
     assert server.take_all("http.disconnect") == [
-        {"reply_channel": message["reply_channel"], "path": "/bad"}
+        {
+            "type": "http.disconnect",
+            "reply_channel": message["reply_channel"],
+            "path": "/bad",
+        }
     ]
 
 

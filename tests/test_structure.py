@@ -38,6 +38,7 @@ LAYERS = {
     "daphne.access": (0, "base"),
     "daphne.endpoints": (0, "base"),
     "daphne.systemd": (0, "base"),
+    "daphne.shared_ports": (0, "base"),
     "daphne.layers": (0, "base"),
     "daphne.twisted": (0, "base"),
     "daphne.hosts": (0, "base"),
@@ -54,6 +55,7 @@ LAYERS = {
     "daphne.supervisor": (5, "entry"),
     "daphne.__main__": (5, "entry"),
     "daphne.testing": (5, "entry"),
+    "daphne.worker": (5, "entry"),
     # The Django app: only Django imports it (INSTALLED_APPS = ["daphne", ...]).
     "daphne.apps": (5, "entry"),
     "daphne.checks": (5, "entry"),

@@ -10,9 +10,11 @@ sockets, and a wrapper process puts them at descriptors 3, 4, ..., sets
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
+import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -176,3 +178,18 @@ def test_reloader_hands_the_socket_to_its_server(tcp_listener, tmp_path):
         answer = get(connect_tcp(tcp_listener.getsockname()[1]))
         assert answer["pid"] != server.proc.pid
         assert answer["environ"] == {}
+
+
+def test_a_passed_unix_socket_outlives_daphne(unix_listener):
+    """The socket is systemd's: once daphne has stopped, its path is still
+    there and it still takes connections (for the next daphne systemd
+    starts). Twisted's own adopted port would remove the path and shut the
+    socket down."""
+    path = unix_listener.getsockname()
+    with activated([unix_listener], "local", APP) as server:
+        get(connect_unix(path))
+    assert server.proc.returncode == 0
+    assert stat.S_ISSOCK(os.stat(path).st_mode)
+    with connect_unix(path):
+        accepted, _ = unix_listener.accept()
+        accepted.close()

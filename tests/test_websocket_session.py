@@ -581,10 +581,10 @@ def test_close_handshake_waits_for_a_prompt_client_reply(monkeypatch):
     }
 
 
-def test_extension_offers_are_ignored_not_parsed_after_accept():
-    """Autobahn parses offers only once the application accepted; a malformed
-    one turned an accepted handshake into a 400. No extension is negotiated,
-    so offers are not handed to autobahn at all."""
+def test_an_offer_with_an_unknown_parameter_is_declined_not_refused():
+    """Autobahn parsed offers only once the application accepted; a malformed
+    one turned an accepted handshake into a 400. daphne reads offers itself:
+    one it cannot accept is declined (RFC 7692 5.1) and the socket opens."""
     conn = ws_connect()
     conn.handshake(extra=b"Sec-WebSocket-Extensions: permessage-deflate; bogus=1\r\n")
     conn.accept()

@@ -9,20 +9,24 @@ supervisor's log ("Worker PID ready", "Worker PID exited ...").
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
-from .clients import exchange
+from .clients import Raw, exchange
 from .conftest import ROOT, run_daphne, tls_endpoint
 from .test_cli import assert_one_line_error, daphne
 
@@ -68,8 +72,11 @@ def wait_workers(server, count: int) -> set[int]:
 
 
 @contextmanager
-def supervised(tmp_path: Path, workers: int, *args: str, endpoint=LOCAL):
-    """daphne --workers WORKERS serving tests.worker_apps, all workers ready."""
+def supervised(
+    tmp_path: Path, workers: int, *args: str, endpoint=LOCAL, listening=True
+):
+    """daphne --workers WORKERS serving tests.worker_apps, all workers ready
+    (and, unless ``listening`` is false, a TCP port known)."""
     with run_daphne(
         "--workers",
         str(workers),
@@ -80,7 +87,8 @@ def supervised(tmp_path: Path, workers: int, *args: str, endpoint=LOCAL):
         env={"WORKER_TEST_DIR": str(tmp_path)},
     ) as server:
         wait_workers(server, workers)
-        server.wait_listening()
+        if listening:
+            server.wait_listening()
         yield server
 
 
@@ -180,6 +188,37 @@ def test_sighup_replaces_every_worker_without_a_failed_request(tmp_path):
         for pid in before:
             server.wait_for_line(rf"Worker {pid} exited \(exit status 0\)", "stderr")
         assert set(results[count:]) & after  # the new ones serve
+
+
+def test_connections_waiting_together_are_shared_between_the_workers(tmp_path):
+    """Connections queued while both workers are stopped (SIGSTOP), each with
+    a request that keeps its worker busy: once the workers run again, each
+    accepts one connection per turn of its loop, so neither takes the whole
+    queue at once (Twisted's default: up to 100 per turn, which left one
+    worker with most of a benchmark's connections). Counted per worker PID."""
+    count = 40
+    with supervised(tmp_path, 2) as server:
+        workers = live_workers(server)
+        request = b"GET /busy?ms=20 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        clients = []
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            for _ in range(count):
+                client = Raw(server.port, timeout=PATIENCE)
+                client.send(request)
+                clients.append(client)
+        finally:
+            for pid in workers:
+                os.kill(pid, signal.SIGCONT)
+        served = Counter()
+        for client in clients:
+            with client:
+                response = client.read_response()
+            assert response.status == 200, response
+            served[response.json()["pid"]] += 1
+        assert set(served) == workers, served
+        assert min(served.values()) >= count // 4, served
 
 
 def test_a_reload_that_cannot_start_keeps_the_old_workers(tmp_path):
@@ -296,6 +335,62 @@ def test_an_inherited_socket_is_shared_by_the_workers():
         proc.wait()
 
 
+def get_unix(path: Path) -> int:
+    """One request over the UNIX socket at ``path``; the worker's PID."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(PATIENCE)
+        sock.connect(str(path))
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), data
+    return json.loads(body)["pid"]
+
+
+def test_workers_share_a_unix_socket_its_path_kept_by_the_supervisor(tmp_path):
+    """-u with --workers: every worker serves the path; replacing them all
+    (SIGHUP) under load fails no request, although each old worker stops
+    listening on the way out; the supervisor removes the path as it exits."""
+    path = tmp_path / "daphne.sock"
+    with supervised(tmp_path, 2, endpoint=["-u", str(path)], listening=False) as server:
+        before = live_workers(server)
+        assert stat.S_ISSOCK(path.stat().st_mode)
+        assert {get_unix(path) for _ in range(6)} <= before
+        results: list[object] = []
+        stop = threading.Event()
+
+        def load() -> None:
+            while not stop.is_set():
+                try:
+                    results.append(get_unix(path))
+                except Exception as exc:  # noqa: BLE001 (the test counts them)
+                    results.append(exc)
+
+        thread = threading.Thread(target=load)
+        thread.start()
+        try:
+            wait_until(lambda: len(results) >= 20, "some requests before SIGHUP")
+            server.proc.send_signal(signal.SIGHUP)
+            server.wait_for_line("Reload complete", "stderr", timeout=PATIENCE)
+            for pid in before:
+                server.wait_for_line(
+                    rf"Worker {pid} exited \(exit status 0\)", "stderr"
+                )
+            count = len(results)
+            wait_until(lambda: len(results) >= count + 20, "requests after it")
+        finally:
+            stop.set()
+            thread.join(PATIENCE)
+        assert [r for r in results if isinstance(r, Exception)] == []
+        after = wait_workers(server, 2)
+        assert after.isdisjoint(before)
+        assert set(results[count + 1 :]) <= after  # (one may be in flight)
+        assert server.stop() == 0
+        assert not path.exists()
+
+
 def test_the_supervisor_binds_without_a_reactor(tls_files):
     """Every endpoint kind is bound with the socket module alone."""
     script = f"""
@@ -357,13 +452,14 @@ def test_an_application_that_cannot_start_ends_the_supervisor_once():
 def test_bad_worker_options_are_one_line_errors(tmp_path):
     taken = socket.create_server(("0.0.0.0", 0))
     taken_port = taken.getsockname()[1]
+    (tmp_path / "taken.sock").touch()
     cases = [
         (["--workers", "0"], "--workers must be at least 1"),
         (["--workers", "two"], "--workers"),
-        (["--workers", "2", "-u", str(tmp_path / "s")], "UNIX socket"),
         (["--workers", "2", "-e", "nonsense:1"], "nonsense"),
         (["--workers", "2", "-e", "systemd:domain=INET:index=0"], "cannot share"),
         (["--workers", "2", "-e", f"tcp:{taken_port}"], "Cannot listen on"),
+        (["--workers", "2", "-u", str(tmp_path / "taken.sock")], "Cannot listen on"),
     ]
     with taken:
         for args, text in cases:

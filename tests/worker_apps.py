@@ -4,7 +4,9 @@
 ``/hold?dir=D&name=N`` first writes ``D/started-N`` (holding the PID), then
 waits until ``D/release`` exists: the test decides when a request ends, so
 nothing depends on how long anything takes. ``&block=1`` waits with
-``time.sleep``, so the worker can serve nothing else meanwhile. Lifespan
+``time.sleep``, so the worker can serve nothing else meanwhile. ``/busy?ms=M``
+keeps its worker busy (``time.sleep``) for M milliseconds, as work on the
+CPU would. Lifespan
 startup leaves a file behind too (:func:`lifespan`). With a ``broken`` file
 in ``$WORKER_TEST_DIR``, the module fails to import (a bad deployment).
 """
@@ -54,6 +56,8 @@ async def application(scope, receive, send):
                 time.sleep(POLL)
             else:
                 await asyncio.sleep(POLL)
+    elif scope["path"] == "/busy":
+        time.sleep(int(params["ms"]) / 1000)
     body = json.dumps({"pid": os.getpid()}).encode()
     await send(
         {

@@ -12,9 +12,31 @@ connection, translated into the ASGI 3 events the protocol objects take.
 This module is the only place that knows ASGI v1 message shapes; the
 protocol classes are the same as for applications.
 
+Two additions to the v1 messages, both ignored by v1 workers:
+
+* every message daphne sends carries ``type``, equal to the name of the
+  well-known channel it belongs to (``http.request``, ``websocket.receive``,
+  ...), so that Channels 4 consumers (behind a ``ChannelNameRouter``, e.g.
+  ``manage.py runworker``) can take them;
+* a reply may carry ``worker_channel`` (see :data:`WORKER_CHANNEL`): the
+  channel the connection's later messages (``websocket.receive``,
+  ``websocket.disconnect``, ``http.disconnect``) go to instead of the
+  well-known one, so that they reach the worker running the connection's
+  application instance (``daphne-worker``, :mod:`daphne.worker`); such a
+  worker gets no ``http.disconnect`` for a response it completed. While a
+  connection has such a worker, every message sent to it must be answered
+  within ``http_timeout`` (a reply of ``worker_channel`` alone is an
+  acknowledgement), or the socket closes with 1011: its worker is gone. A
+  reply with ``worker_channel: None`` hands the socket back: daphne sends
+  its ``websocket.connect`` again (with ``resumed: True``) for another
+  worker to take, and holds its frames until that worker answers.
+
 Reply readers, best first:
 
-* :class:`AsyncReader`, for layers whose ``send``/``receive`` are coroutines
+* :class:`RedisReader`, for ``channels_redis``: one loop taking every reply
+  off the server's process-specific prefix as it arrives (``BZPOPMIN``, see
+  :mod:`daphne.layers.redis_direct`), never cancelled;
+* :class:`AsyncReader`, for other layers whose ``send``/``receive`` are coroutines
   (Channels 4 layers such as ``channels_redis``): one ``receive`` per
   connection, on the reactor's asyncio loop;
 * :class:`TwistedReader`, for layers with the ``twisted`` extension
@@ -43,6 +65,11 @@ from urllib.parse import quote
 from ..config import Config
 from ..http.pages import error_page
 from ..layers.base import ChannelFull, MessageTooLarge
+from ..layers.redis_direct import (
+    ExactlyOnceReceiver,
+    OneTripSender,
+    is_channels_redis,
+)
 from . import ASGIProtocolError, ClientDisconnected, Event, Scope, Sink
 
 logger = logging.getLogger(__name__)
@@ -53,8 +80,11 @@ LAYER_HTTP_TIMEOUT = 120.0
 #: ``websocket_timeout`` when the layer has no ``group_expiry``.
 DEFAULT_GROUP_EXPIRY = 86400.0
 
+#: The reply key naming the worker that runs a connection's instance.
+WORKER_CHANNEL = "worker_channel"
+
 #: Keys a WebSocket reply may carry.
-WEBSOCKET_REPLY_KEYS = frozenset({"accept", "text", "bytes", "close"})
+WEBSOCKET_REPLY_KEYS = frozenset({"accept", "text", "bytes", "close", WORKER_CHANNEL})
 
 _random = random.SystemRandom()
 
@@ -133,6 +163,10 @@ class LayerHost:
         self.reactor = reactor
         self._loop = loop
         self.is_async = is_async_layer(layer)
+        #: How asyncio layers' messages go out (channels_redis: one trip).
+        self.send_async = (
+            OneTripSender(layer).send if is_channels_redis(layer) else layer.send
+        )
         #: The process-specific channel replies arrive on (an asyncio layer
         #: names it itself, in :meth:`start_reading`).
         self.prefix = f"daphne.response.{random_name()}!"
@@ -149,6 +183,8 @@ class LayerHost:
 
     def _choose_reader(self) -> Reader:
         if self.is_async:
+            if is_channels_redis(self.layer):
+                return RedisReader(self)
             return AsyncReader(self)
         extensions = getattr(self.layer, "extensions", ()) or ()
         if "twisted" in extensions and not self.config.force_sync:
@@ -221,7 +257,7 @@ class LayerHost:
         while outbox:
             channel, message = outbox[0]
             try:
-                await self.layer.send(channel, message)
+                await self.send_async(channel, message)
             except Exception as exc:
                 instance.refuse_sends(channel)
                 instance.send_failed(channel, exc)
@@ -242,6 +278,7 @@ class LayerInstance:
         "replying",
         "outbox",
         "muted",
+        "owner",
     )
 
     def __init__(self, host: LayerHost, scope: Scope, sink: Sink) -> None:
@@ -255,6 +292,9 @@ class LayerInstance:
         self.outbox: deque[tuple[str, dict]] | None = None
         #: The layer refused a message: no more are sent for this exchange.
         self.muted = False
+        #: The worker running this connection's instance, if it named itself
+        #: (``worker_channel`` in a reply): later messages go there.
+        self.owner: str | None = None
         self.channel = host.register(self)
 
     # -- Instance ------------------------------------------------------------
@@ -380,8 +420,12 @@ class HTTPInstance(LayerInstance):
             self.disconnect_sent = True
             self.host.send(
                 self,
-                "http.disconnect",
-                {"reply_channel": self.channel, "path": self.scope["path"]},
+                self.owner or "http.disconnect",
+                {
+                    "type": "http.disconnect",
+                    "reply_channel": self.channel,
+                    "path": self.scope["path"],
+                },
             )
 
     def send_request(self) -> None:
@@ -392,6 +436,7 @@ class HTTPInstance(LayerInstance):
             self,
             "http.request",
             {
+                "type": "http.request",
                 "reply_channel": self.channel,
                 "http_version": scope["http_version"],
                 "method": scope["method"],
@@ -408,6 +453,10 @@ class HTTPInstance(LayerInstance):
 
     def handle(self, message: dict) -> None:
         sink = self.sink
+        if WORKER_CHANNEL in message:
+            self.owner = message[WORKER_CHANNEL] or None
+            if len(message) == 1:
+                return  # (an acknowledgement only)
         if not self.started:
             status = message.get("status")
             if status is None:
@@ -423,6 +472,11 @@ class HTTPInstance(LayerInstance):
         elif "status" in message:
             raise InvalidReply("A status in a later reply (the response has begun)")
         more = bool(message.get("more_content", False))
+        if not more and self.owner is not None:
+            # A worker that names itself ran the request to its end and needs
+            # no http.disconnect for it (v1 workers still get one). (Before
+            # the body goes out: finishing the response reports the end.)
+            self.disconnect_sent = True
         sink.handle_reply(
             {
                 "type": "http.response.body",
@@ -473,19 +527,25 @@ class HTTPInstance(LayerInstance):
 
 class WebSocketInstance(LayerInstance):
     """A WebSocket: ``websocket.connect``, ``.receive`` (numbered by
-    ``order``) and ``.disconnect``; replies ``{accept, text, bytes, close}``."""
+    ``order``) and ``.disconnect``; replies ``{accept, text, bytes, close}``
+    (and ``worker_channel``, see the module's docstring)."""
 
-    __slots__ = ("order", "accepted")
+    __slots__ = ("order", "accepted", "timer", "held")
 
     def __init__(self, host: LayerHost, scope: Scope, sink: Sink) -> None:
         super().__init__(host, scope, sink)
         #: Frames received so far.
         self.order = 0
         self.accepted = False
+        #: Fires if the owning worker does not answer in time.
+        self.timer: Any = None
+        #: Messages held while the socket waits for a new worker (resumed).
+        self.held: list[tuple[str, dict]] | None = None
 
     def put(self, event: Event) -> bool:
         if self.muted:
             if event["type"] == "websocket.disconnect":
+                self.stop_timer()
                 self.host.unregister(self.channel)
                 self.end_soon()
             return True
@@ -494,6 +554,7 @@ class WebSocketInstance(LayerInstance):
         if kind == "websocket.receive":
             self.order += 1
             message = {
+                "type": kind,
                 "reply_channel": self.channel,
                 "path": scope["path"],
                 "order": self.order,
@@ -502,46 +563,127 @@ class WebSocketInstance(LayerInstance):
                 message["bytes"] = event["bytes"]
             else:
                 message["text"] = event["text"]
-            self.host.send(self, "websocket.receive", message)
+            self.forward(kind, message)
         elif kind == "websocket.connect":
-            headers = scope["headers"]
-            root_path = scope["root_path"]
-            if root_path != self.host.config.root_path:
-                # It came from a Daphne-Root-Path header, which the message
-                # keeps (it has no root_path key of its own).
-                headers = [*headers, (b"daphne-root-path", quote(root_path).encode())]
-            self.host.send(
-                self,
-                "websocket.connect",
-                {
-                    "reply_channel": self.channel,
-                    "path": scope["path"],
-                    "headers": headers,
-                    "query_string": scope["query_string"],
-                    "client": scope["client"],
-                    "server": scope["server"],
-                    "order": 0,
-                },
-            )
+            self.host.send(self, kind, self.connect_message())
         elif kind == "websocket.disconnect":
-            self.host.send(
-                self,
-                "websocket.disconnect",
-                {
-                    "reply_channel": self.channel,
-                    "code": event["code"],
-                    "path": scope["path"],
-                    "order": self.order + 1,
-                },
-            )
+            message = {
+                "type": kind,
+                "reply_channel": self.channel,
+                "code": event["code"],
+                "path": scope["path"],
+                "order": self.order + 1,
+            }
+            self.stop_timer()
+            if self.held is not None:
+                # (Nobody took the socket back yet: tell whoever takes the
+                # well-known channel, as for v1 workers.)
+                self.held = None
+                self.host.send(self, kind, message)
+            else:
+                self.host.send(self, self.owner or kind, message)
             self.host.unregister(self.channel)
             self.end_soon()
         return True
+
+    def connect_message(self, resumed: bool = False) -> dict:
+        scope = self.scope
+        headers = scope["headers"]
+        root_path = scope["root_path"]
+        if root_path != self.host.config.root_path:
+            # It came from a Daphne-Root-Path header, which the message
+            # keeps (it has no root_path key of its own).
+            headers = [*headers, (b"daphne-root-path", quote(root_path).encode())]
+        message = {
+            "type": "websocket.connect",
+            "reply_channel": self.channel,
+            "path": scope["path"],
+            "headers": headers,
+            "query_string": scope["query_string"],
+            "client": scope["client"],
+            "server": scope["server"],
+            "order": 0,
+        }
+        if resumed:
+            # Frames already received: the next one is order + 1.
+            message["order"] = self.order
+            message["resumed"] = True
+        return message
+
+    def forward(self, kind: str, message: dict) -> None:
+        """Send a client message to the socket's worker (or hold it)."""
+        if self.held is not None:
+            self.held.append((kind, message))
+            return
+        owner = self.owner
+        self.host.send(self, owner or kind, message)
+        if owner is not None:
+            self.start_timer()
+
+    # -- the owning worker's liveness ---------------------------------------------
+
+    def start_timer(self) -> None:
+        timeout = self.host.config.http_timeout
+        if self.timer is None and timeout:
+            self.timer = self.host.reactor.callLater(timeout, self.worker_lost)
+
+    def stop_timer(self) -> None:
+        if self.timer is not None:
+            if self.timer.active():
+                self.timer.cancel()
+            self.timer = None
+
+    def worker_lost(self) -> None:
+        self.timer = None
+        if self.ended:
+            return
+        logger.warning(
+            "No reply from worker %s within %gs on %s: closing the socket (1011)",
+            self.owner or "(any)",
+            self.host.config.http_timeout,
+            self.channel,
+        )
+        self.held = None
+        if self.accepted:
+            self.fail(1011)
+        else:
+            self.deny(503, "No worker answered.")
+
+    def end(self, exc: BaseException | None = None) -> None:
+        self.stop_timer()
+        super().end(exc)
+
+    def take_worker(self, message: dict) -> None:
+        """A reply's ``worker_channel``: who runs the instance from now on."""
+        owner = message.pop(WORKER_CHANNEL)
+        if owner is None:
+            # Handed back (its worker is stopping): another worker takes the
+            # socket over from a repeated websocket.connect.
+            self.owner = None
+            self.held = []
+            self.host.send(self, "websocket.connect", self.connect_message(True))
+            self.start_timer()
+            return
+        if not isinstance(owner, str):
+            raise InvalidReply(f"Invalid worker_channel {owner!r}")
+        self.owner = owner
 
     def handle(self, message: dict) -> None:
         unknown = message.keys() - WEBSOCKET_REPLY_KEYS
         if unknown:
             raise InvalidReply(f"Unknown keys in a WebSocket reply: {sorted(unknown)}")
+        self.stop_timer()  # the worker is alive
+        held = self.held
+        if held is not None and message.get(WORKER_CHANNEL, True) is not None:
+            self.held = None  # taken back: what was held goes to the new worker
+        else:
+            held = None
+        if WORKER_CHANNEL in message:
+            message = dict(message)
+            self.take_worker(message)
+        if held:
+            for kind, waiting in held:
+                self.forward(kind, waiting)
         text = message.get("text")
         data = message.get("bytes")
         if text is not None and data is not None:
@@ -623,7 +765,7 @@ class WebSocketInstance(LayerInstance):
             self.log_send_failure(channel, exc, "ignored")
             return
         full = is_channel_full(exc)
-        if channel == "websocket.connect":
+        if channel == "websocket.connect" and not self.accepted:
             self.log_send_failure(channel, exc, "WebSocket handshake refused (503)")
             detail = "Connection queue at capacity." if full else "Layer unavailable."
             self.deny(503, detail)
@@ -841,7 +983,7 @@ class AsyncReader(Reader):
     async def start(self) -> None:
         # The layer names process-specific channels itself (Channels 4 layers
         # route them by a prefix of their own).
-        name = await self.layer.new_channel("daphne.response.")
+        name = await self.layer.new_channel("daphne.response")
         bang = name.find("!")
         self.host.prefix = name[: bang + 1] if bang >= 0 else name + "!"
 
@@ -870,3 +1012,46 @@ class AsyncReader(Reader):
                 continue
             self.succeeded()
             self.host.dispatch(channel, message)
+
+
+class RedisReader(AsyncReader):
+    """For channels_redis: one loop receives every reply of the server."""
+
+    #: Seconds one receive blocks (the loop checks ``stopped`` in between).
+    TIMEOUT = 1.0
+
+    def __init__(self, host: LayerHost) -> None:
+        super().__init__(host)
+        self.task: asyncio.Task | None = None
+        self.description = (
+            "Receiving replies from channels_redis (one blocking pop per reply)"
+        )
+
+    async def start(self) -> None:
+        await super().start()
+        receiver = ExactlyOnceReceiver(
+            self.layer, [self.host.prefix], timeout=self.TIMEOUT
+        )
+        self.task = self.host.loop.create_task(self.read(receiver))
+
+    def registered(self, channel: str) -> None:
+        pass
+
+    def unregistered(self, channel: str) -> None:
+        pass
+
+    def stop(self) -> None:
+        # (The loop ends after its current receive: cancelling it could
+        # lose a reply Redis has popped.)
+        self.stopped = True
+
+    async def read(self, receiver: ExactlyOnceReceiver) -> None:
+        while not self.stopped:
+            try:
+                got = await receiver.receive()
+            except Exception as exc:
+                await asyncio.sleep(self.failed(exc))
+                continue
+            self.succeeded()
+            if got is not None:
+                self.host.dispatch(*got)

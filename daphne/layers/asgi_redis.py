@@ -17,10 +17,13 @@ it does not run here unmodified. This module makes it run:
 
 Install the versions this was checked with, without their dependencies
 (``asgi_redis`` declares ``asgiref~=1.1``, which would replace daphne's
-asgiref 3; redis-py 3 changed ``zadd`` in a way ``asgi_redis`` cannot call;
-daphne's msgpack 1.x stays)::
+asgiref 3, and redis-py 2.10; daphne's msgpack 1.x stays). redis-py 3
+changed ``zadd`` in a way ``asgi_redis`` cannot call, so
+:meth:`RedisChannelLayer.group_add` is rewritten here: the redis-py that
+channels_redis needs serves both layers::
 
-    pip install --no-deps asgi_redis==1.4.3 redis==2.10.6 six==1.17.0 txredisapi==1.6.0
+    pip install --no-deps asgi_redis==1.4.3 six==1.17.0 txredisapi==1.6.0
+    pip install 'redis>=5,<9'
 
 (``tests/requirements-asgi-redis.txt`` holds the same pins.) Then, in the
 project's ASGI module::
@@ -45,6 +48,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -114,6 +118,21 @@ class RedisChannelLayer(asgi_redis.RedisChannelLayer):
         self.twisted_pool_size = twisted_pool_size
         #: host index -> txredisapi connection handler (see _twisted_pool)
         self._twisted_pools: dict[int, Any] = {}
+
+    # -- redis-py 3 and later ----------------------------------------------------
+
+    def group_add(self, group: str, channel: str) -> None:
+        """Add ``channel`` to ``group`` for ``group_expiry`` seconds.
+
+        The original passes ``zadd`` its members as keyword arguments, as
+        redis-py 2 took them; redis-py 3 and later (which channels_redis
+        needs, so one install can hold both layers) take a mapping."""
+        self.valid_group_name(group)
+        self.valid_channel_name(channel)
+        key = self._group_key(group)
+        connection = self.connection(self.consistent_hash(group))
+        connection.zadd(key, {channel: time.time()})
+        connection.expire(key, self.group_expiry)
 
     # -- serialisation ---------------------------------------------------------
 

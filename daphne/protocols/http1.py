@@ -38,6 +38,11 @@ from .http1_writer import ResponseWriter
 logger = logging.getLogger(__name__)
 
 
+#: Draining, a new connection gets at most this many seconds to send its
+#: first request (within its request-head timeout and --shutdown-timeout).
+FIRST_REQUEST_GRACE = 1.0
+
+
 class Deadline(enum.Enum):
     """What the connection timer is waiting for (one timer, moved on)."""
 
@@ -399,6 +404,15 @@ class HTTP11Connection(WebSocketCarrier, protocol.Protocol):
             return
         reader = self.reader
         if self.request is None and reader.parsing is None and not self.disconnected:
+            if reader.messages == 0:
+                # Accepted just before the drain began: its client has most
+                # likely sent a request that is still on its way, and closing
+                # now would fail it (a worker replaced under load). Unlike on
+                # a keep-alive connection, a client does not retry that. It
+                # gets a moment to arrive, and is answered.
+                left = self.deadline - self.reactor.seconds()
+                self.set_deadline(Deadline.IDLE, min(left, FIRST_REQUEST_GRACE))
+                return
             self.close()
 
     # -- Writer: framing the responses -----------------------------------------

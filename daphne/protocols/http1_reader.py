@@ -122,7 +122,9 @@ class RequestReader(RequestHead):
 
     def on_message_begin(self) -> None:
         conn = self.conn
-        if conn.draining:
+        if conn.draining and self.messages:
+            # (The first request of a connection accepted just before the
+            # drain is answered: see HTTP11Connection.shutdown.)
             raise HTTPError("Server is shutting down", 503)
         if len(conn.pipeline) >= self.config.max_pipelined_requests:
             # llhttp parses a whole read at once; without a bound, one 64 KiB

@@ -21,6 +21,7 @@ from autobahn.websocket.protocol import WebSocketProtocol as _Autobahn
 from twisted.python.failure import Failure
 
 from ..config import Config
+from .deflate import Agreement, BoundedDeflate, DeflateSettings, Offer, negotiate
 
 _OPEN = _Autobahn.STATE_OPEN
 _CLOSING = _Autobahn.STATE_CLOSING
@@ -42,6 +43,7 @@ PRIVATE_NAMES = (
     "STATE_CLOSING",
     "STATE_CLOSED",
     "CONFIG_ATTRS",
+    "_perMessageCompress",
 )
 
 
@@ -104,12 +106,25 @@ class EngineFactory(WebSocketServerFactory):
             value = getattr(self, name)
             options[name] = staticmethod(value) if callable(value) else value
         self.protocol = type("AutobahnEngine", (AutobahnEngine,), options)
+        #: permessage-deflate: on or off, and its bounds.
+        self.deflate = DeflateSettings.from_config(config)
 
-    def engine(self, owner: EngineOwner, transport: Any, subprotocol: str | None):
-        """An engine for a socket whose handshake daphne has completed."""
+    def negotiate(self, offers: list[Offer]) -> Agreement | None:
+        """The compression agreed for a client's extension offers, if any."""
+        return negotiate(offers, self.deflate)
+
+    def engine(
+        self,
+        owner: EngineOwner,
+        transport: Any,
+        subprotocol: str | None,
+        codec: BoundedDeflate | None = None,
+    ):
+        """An engine for a socket whose handshake daphne has completed (with
+        the permessage-deflate codec agreed in it, if any)."""
         engine = self.protocol()
         engine.factory = self
-        engine.open(owner, transport, subprotocol)
+        engine.open(owner, transport, subprotocol, codec)
         return engine
 
 
@@ -118,7 +133,13 @@ class AutobahnEngine(WebSocketServerProtocol):
 
     owner: EngineOwner
 
-    def open(self, owner: EngineOwner, transport: Any, subprotocol: str | None) -> None:
+    def open(
+        self,
+        owner: EngineOwner,
+        transport: Any,
+        subprotocol: str | None,
+        codec: BoundedDeflate | None = None,
+    ) -> None:
         """Start in the OPEN state: the opening handshake is already done."""
         self.owner = owner
         self.transport = transport
@@ -127,7 +148,10 @@ class AutobahnEngine(WebSocketServerProtocol):
         self.websocket_protocols = []
         self.websocket_protocol_in_use = subprotocol
         self.websocket_extensions = []
-        self.websocket_extensions_in_use = []
+        self.websocket_extensions_in_use = [] if codec is None else [codec]
+        # autobahn unframes RSV1 (compressed) messages, and inflates them,
+        # only with a codec in place.
+        self._perMessageCompress = codec
         self.http_headers = {}
         self.inside_message = False
         self.current_frame = None
@@ -149,7 +173,15 @@ class AutobahnEngine(WebSocketServerProtocol):
         return self.state == _CLOSED
 
     def send_message(self, payload: bytes, binary: bool) -> None:
-        self.sendFrame(opcode=2 if binary else 1, payload=payload)
+        codec = self._perMessageCompress
+        if codec is None:
+            self.sendFrame(opcode=2 if binary else 1, payload=payload)
+            return
+        # (autobahn's sendMessage would refuse a message whose compressed
+        # size exceeds the incoming limit; outgoing messages have none.)
+        codec.start_compress_message()
+        payload = codec.compress_message_data(payload) + codec.end_compress_message()
+        self.sendFrame(opcode=2 if binary else 1, payload=payload, rsv=4)
 
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake."""

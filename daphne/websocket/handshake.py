@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from typing import Any
 
 from ..http.errors import HTTPError
@@ -24,8 +25,7 @@ GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 VERSIONS = (13, 8)
 VERSIONS_HEADER = (b"Sec-WebSocket-Version", b"13, 8")
 
-#: Fields a handshake may carry once at most. (Extension offers are not
-#: read: none is negotiated.)
+#: Fields a handshake may carry once at most.
 SINGLE_FIELDS = (b"sec-websocket-version", b"sec-websocket-key")
 
 #: The origin field of each version (draft 8 named it differently).
@@ -51,6 +51,70 @@ RESERVED_ACCEPT_HEADERS = frozenset(
 class HandshakeError(HTTPError):
     """An upgrade request that is not a valid WebSocket handshake; it is
     answered as plain HTTP, before the application hears of it."""
+
+
+#: One lexical item of a Sec-WebSocket-Extensions value (RFC 6455 section
+#: 9.1): optional whitespace, then a token, a quoted-string or a separator.
+_EXTENSION_ITEM = re.compile(
+    rb"[ \t]*(?:(?P<token>[!#$%&'*+\-.^_`|~0-9A-Za-z]+)"
+    rb'|"(?P<quoted>(?:[^"\\\x00-\x1f\x7f]|\\[^\x00-\x1f\x7f])*)"'
+    rb"|(?P<sep>[,;=]))[ \t]*"
+)
+_QUOTED_PAIR = re.compile(rb"\\(.)")
+
+
+def extension_offers(values: list[bytes]) -> list[tuple[str, dict[str, list[Any]]]]:
+    """The extensions a client offers (every ``Sec-WebSocket-Extensions``
+    line, in order): ``[(name, {param: [value, ...]})]``, a parameter without
+    a value having ``True``. Raises :class:`HandshakeError` if the header
+    does not follow the grammar of RFC 6455 section 9.1: two parsers could
+    read it differently, so it is refused, not guessed at.
+    """
+    items: list[tuple[str, bytes]] = []
+    for value in values:
+        pos = 0
+        while pos < len(value):
+            match = _EXTENSION_ITEM.match(value, pos)
+            if match is None:
+                raise HandshakeError("Invalid Sec-WebSocket-Extensions header")
+            pos = match.end()
+            kind = match.lastgroup
+            items.append((kind, match.group(kind)))
+        items.append(("sep", b","))  # (a line ends an extension)
+    offers: list[tuple[str, dict[str, list[Any]]]] = []
+    # extension = token *( ";" token [ "=" (token | quoted-string) ] ),
+    # separated by commas; empty list elements are allowed (RFC 9110 5.6.1).
+    i = 0
+    while i < len(items):
+        kind, text = items[i]
+        if kind == "sep" and text == b",":
+            i += 1
+            continue
+        if kind != "token":
+            raise HandshakeError("Invalid Sec-WebSocket-Extensions header")
+        params: dict[str, list[Any]] = {}
+        offers.append((text.decode("ascii").lower(), params))
+        i += 1
+        while items[i] == ("sep", b";"):
+            kind, name = items[i + 1]
+            if kind != "token":
+                raise HandshakeError("Invalid Sec-WebSocket-Extensions parameter")
+            value: Any = True
+            i += 2
+            if items[i] == ("sep", b"="):
+                kind, raw = items[i + 1]
+                if kind == "quoted":
+                    # RFC 6455 9.1: a quoted value must be a token once unquoted.
+                    raw = _QUOTED_PAIR.sub(rb"\1", raw)
+                    kind = "token" if raw and is_valid_header_name(raw) else kind
+                if kind != "token":
+                    raise HandshakeError("Invalid Sec-WebSocket-Extensions value")
+                value = raw.decode("ascii")
+                i += 2
+            params.setdefault(name.decode("ascii").lower(), []).append(value)
+        if items[i] != ("sep", b","):
+            raise HandshakeError("Invalid Sec-WebSocket-Extensions header")
+    return offers
 
 
 def offered_subprotocols(headers: list[tuple[bytes, bytes]]) -> list[str]:
@@ -127,6 +191,9 @@ def check_request(
         )
     if len(fields.get(ORIGIN_FIELDS[version], ())) > 1:
         raise HandshakeError("More than one origin header")
+    # Offers are read again when the application accepts; a header that
+    # does not parse is refused now, before the application hears of it.
+    extension_offers(fields.get(b"sec-websocket-extensions", []))
     if len(set(subprotocols)) != len(subprotocols):
         raise HandshakeError("A subprotocol is offered twice")
     key = fields.get(b"sec-websocket-key")
@@ -172,8 +239,10 @@ def response_head(
     subprotocol: str | None,
     headers: list[tuple[bytes, bytes]],
     server: bytes | None,
+    extensions: bytes | None = None,
 ) -> bytes:
-    """The ``101 Switching Protocols`` answer (RFC 6455 section 4.2.2)."""
+    """The ``101 Switching Protocols`` answer (RFC 6455 section 4.2.2), with
+    the agreed extensions (``Sec-WebSocket-Extensions``) if any."""
     lines = [b"HTTP/1.1 101 Switching Protocols\r\n"]
     if server is not None:
         lines.append(server)
@@ -181,5 +250,7 @@ def response_head(
     lines.extend(b"%s: %s\r\n" % pair for pair in headers)
     if subprotocol is not None:
         lines.append(b"Sec-WebSocket-Protocol: %s\r\n" % subprotocol.encode("ascii"))
+    if extensions is not None:
+        lines.append(b"Sec-WebSocket-Extensions: %s\r\n" % extensions)
     lines.append(b"Sec-WebSocket-Accept: %s\r\n\r\n" % accept_key(key))
     return b"".join(lines)

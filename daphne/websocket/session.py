@@ -27,7 +27,7 @@ from ..config import Config
 from ..hosts import ASGIProtocolError, ClientDisconnected, Event, Host, Instance
 from ..http.exchange import HTTPExchange
 from .engine import AutobahnEngine, EngineFactory
-from .handshake import accept_headers, response_head
+from .handshake import accept_headers, extension_offers, response_head
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,9 @@ DENIAL_EVENTS = {
 
 #: Bytes a client may send before the handshake completes (it should send none).
 MAX_EARLY_DATA = 64 * 1024
+
+#: The request header carrying extension offers (RFC 6455 section 9.1).
+EXTENSIONS = b"sec-websocket-extensions"
 
 #: The session's timers, by attribute name.
 TIMERS = ("connect_call", "lifetime_call", "ping_call", "close_call")
@@ -364,9 +367,20 @@ class WebSocketSession:
             self.fail(str(exc))
         self.stop_connect_timer()
         conn = self.conn
-        self.engine = self.engines.engine(self, conn.transport, subprotocol)
-        server = self.engines.server_header
-        conn.send(response_head(self.key, subprotocol, headers, server))
+        engines = self.engines
+        # Compression is agreed here, transparently to the application (the
+        # header's syntax was checked with the handshake).
+        codec = extensions = None
+        if engines.deflate.enabled:
+            offers = [v for name, v in self.scope["headers"] if name == EXTENSIONS]
+            agreed = engines.negotiate(extension_offers(offers)) if offers else None
+            if agreed is not None:
+                codec, extensions = agreed.codec, agreed.header
+        self.engine = engines.engine(self, conn.transport, subprotocol, codec)
+        head = response_head(
+            self.key, subprotocol, headers, engines.server_header, extensions
+        )
+        conn.send(head)
         self.phase = Phase.OPEN
         self.log_access("connected")
         self.last_seen = self.reactor.seconds()

@@ -1,0 +1,1 @@
+"""Conformance suites run against daphne (``make conformance``)."""
