@@ -288,6 +288,8 @@ def header_problem(name: Any, value: Any) -> str | None:
     characters (so no header can split into two on the wire)."""
     if type(name) is not bytes or type(value) is not bytes:
         return "header names and values must be bytes"
+    if name in _valid_names and value in _valid_values:
+        return None  # (both passed before: no call to either check)
     if not is_valid_header_name(name) or not is_valid_header_value(value):
         return f"invalid header {name!r}: {value!r}"
     return None
