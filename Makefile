@@ -84,7 +84,8 @@ distclean: clean
 # (1 round, ~4 minutes); see benchmarks/README.md. The peers (Daphne 4,
 # uvicorn, hypercorn, gunicorn, granian, matplotlib) live in their own
 # virtualenv, never in .venv; the original Daphne 1.4.2 (channel layer mode,
-# asgiref 1.1) in a third one.
+# asgiref 1.1, asgi_redis) in a third one, installed with --no-deps from its
+# complete pin list (see benchmarks/requirements-daphne1.txt).
 PEERS_VENV ?= benchmarks/.venv-peers
 PEERS_STAMP := $(PEERS_VENV)/.installed
 DAPHNE1_VENV ?= benchmarks/.venv-daphne1
@@ -104,7 +105,7 @@ $(DAPHNE1_VENV)/bin/python:
 	$(DAPHNE1_PYTHON) -m venv $(DAPHNE1_VENV)
 
 $(DAPHNE1_STAMP): benchmarks/requirements-daphne1.txt | $(DAPHNE1_VENV)/bin/python
-	$(DAPHNE1_VENV)/bin/python -m pip install -r benchmarks/requirements-daphne1.txt
+	$(DAPHNE1_VENV)/bin/python -m pip install --no-deps -r benchmarks/requirements-daphne1.txt
 	touch $@
 
 # daphne's .venv is used as it is (the editable install benchmarks the working
@@ -116,6 +117,9 @@ $(BIN)/daphne:
 bench: $(PEERS_STAMP) $(DAPHNE1_STAMP) | $(BIN)/daphne
 	@command -v wrk >/dev/null 2>&1 || apt-get install -y wrk \
 		|| { apt-get update && apt-get install -y wrk; }
+	@command -v h2load >/dev/null 2>&1 || apt-get install -y nghttp2-client \
+		|| { apt-get update && apt-get install -y nghttp2-client; } \
+		|| echo "h2load not installed: the HTTP/2 section will say n/a"
 	$(PYTHON) benchmarks/run.py --peers-venv $(PEERS_VENV) \
 		--daphne1-venv $(DAPHNE1_VENV) $(ARGS)
 

@@ -60,6 +60,9 @@ setup(
         "autobahn>=26.11,<27",
         "asgiref>=3.7,<4",
         "httptools>=0.6",
+        # HTTP/2 framing, driven sans-IO by daphne/protocols/http2.py (which
+        # relies on its event classes and flow-control API: bounded).
+        "h2>=4.1,<5",
         "uvloop>=0.17; sys_platform != 'win32'"
         " and platform_python_implementation == 'CPython'",
     ],
@@ -73,7 +76,7 @@ setup(
             "pytest",
             "pytest-timeout",
             "hypothesis",
-            "httpx",
+            "httpx[http2]",
             "django",
             "ruff",
             "websockets",

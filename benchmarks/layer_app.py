@@ -11,19 +11,8 @@ with ``benchmarks/`` as their working directory. Importing this module:
   virtualenv);
 * starts ``BENCH_LAYER_WORKERS`` (default 2) daemon worker threads, in the
   server's own process (an in-memory layer cannot be shared across
-  processes), that serve what ``app.py`` serves, ASGI v1 style:
-
-  - ``http.request``: ``GET /`` (or HEAD) answers ``Hello, world!`` as
-    text/plain with a Content-Length, anything else a 404;
-  - ``websocket.connect``: accepted;
-  - ``websocket.receive``: echoed as it came (text as text, bytes as bytes);
-  - ``websocket.disconnect`` and ``http.disconnect``: dropped. The latter is
-    consumed only so that it does not sit in the layer at capacity (the
-    server sends one after every request), which would make every request
-    raise and swallow a ChannelFull in the server.
-
-A reply that finds the reply channel full is retried for up to
-``REPLY_PATIENCE`` seconds, then dropped (and counted on stderr).
+  processes), that serve what ``app.py`` serves, ASGI v1 style, with
+  :func:`v1_answers.handle` (the answers every channel-layer row gives).
 
 About ``block=True``: asgiref 1.1.2's in-memory ``receive`` ignores ``block``
 and always returns at once, ``(None, None)`` when nothing is queued. So after
@@ -40,6 +29,8 @@ import sys
 import threading
 import time
 
+from v1_answers import CHANNELS, handle
+
 try:  # daphne's own layer (in daphne's virtualenv)
     from daphne.layers import InMemoryChannelLayer as LayerClass
 except ImportError:
@@ -54,82 +45,10 @@ except ImportError:
 CAPACITY = int(os.environ.get("BENCH_LAYER_CAPACITY", "100"))
 WORKERS = int(os.environ.get("BENCH_LAYER_WORKERS", "2"))
 
-#: the channels the workers consume
-CHANNELS = [
-    "http.request",
-    "http.disconnect",
-    "websocket.connect",
-    "websocket.receive",
-    "websocket.disconnect",
-]
 IDLE_MIN = 0.0005  # seconds slept after the first empty receive
 IDLE_MAX = 0.005  # ... doubling up to this while nothing comes
-REPLY_PATIENCE = 2.0  # seconds a reply is retried while its channel is full
-RETRY_SLEEP = 0.001
-
-
-def text_response(status, body):
-    """An ASGI v1 HTTP reply: text/plain with a Content-Length."""
-    return {
-        "status": status,
-        "headers": [
-            [b"content-type", b"text/plain"],
-            [b"content-length", str(len(body)).encode("ascii")],
-        ],
-        "content": body,
-    }
-
-
-HELLO = text_response(200, b"Hello, world!")
-NOT_FOUND = text_response(404, b"Not found")
-ACCEPT = {"accept": True}
 
 channel_layer = LayerClass(capacity=CAPACITY)
-
-dropped_replies = 0
-_dropped_lock = threading.Lock()
-
-
-def reply(layer, channel, message):
-    """Send ``message`` to ``channel``, retrying while it is full."""
-    global dropped_replies
-    deadline = None
-    while True:
-        try:
-            layer.send(channel, message)
-            return
-        except layer.ChannelFull:
-            now = time.monotonic()
-            if deadline is None:
-                deadline = now + REPLY_PATIENCE
-            elif now >= deadline:
-                with _dropped_lock:
-                    dropped_replies += 1
-                    count = dropped_replies
-                print(
-                    f"layer_app: reply channel {channel} full for "
-                    f"{REPLY_PATIENCE:g} s, reply dropped ({count} so far)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                return
-            time.sleep(RETRY_SLEEP)
-
-
-def handle(layer, channel, message):
-    if channel == "http.request":
-        if message.get("method") in ("GET", "HEAD") and message.get("path") == "/":
-            answer = HELLO
-        else:
-            answer = NOT_FOUND
-        reply(layer, message["reply_channel"], answer)
-    elif channel == "websocket.receive":
-        text = message.get("text")
-        answer = {"text": text} if text is not None else {"bytes": message["bytes"]}
-        reply(layer, message["reply_channel"], answer)
-    elif channel == "websocket.connect":
-        reply(layer, message["reply_channel"], ACCEPT)
-    # http.disconnect, websocket.disconnect: nothing to do
 
 
 def work(layer):

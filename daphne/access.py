@@ -66,7 +66,11 @@ class AccessLogGenerator:
                 self.write_entry(
                     host=details.get("client"),
                     date=datetime.datetime.now(),
-                    request=f"{details['method']} {details['path']}",
+                    request=(
+                        f"{details['method']} {details['path']} {details['protocol']}"
+                        if "protocol" in details
+                        else f"{details['method']} {details['path']}"
+                    ),
                     status=details.get("status"),
                     length=details.get("size"),
                 )

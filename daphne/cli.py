@@ -40,6 +40,43 @@ LOG_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
 _twisted_logging_routed = False
 
 
+def check_tls_files(options: argparse.Namespace) -> None:
+    """--ssl-certfile and its companions: readable files, and a -b/-p
+    socket to serve them on."""
+    if options.ssl_certfile is None:
+        if options.ssl_keyfile or options.ssl_ca_certs:
+            raise ConfigError("--ssl-keyfile and --ssl-ca-certs need --ssl-certfile")
+        return
+    for flag in ("ssl_certfile", "ssl_keyfile", "ssl_ca_certs"):
+        path = getattr(options, flag)
+        if path is not None and not os.path.isfile(path):
+            name = "--" + flag.replace("_", "-")
+            raise ConfigError(f"{name}: {path} is not a readable file")
+    if (
+        options.host is None
+        and options.port is None
+        and (
+            options.unix_socket
+            or options.file_descriptor is not None
+            or options.socket_strings
+        )
+    ):
+        raise ConfigError(
+            "--ssl-certfile serves TLS on the -b/-p socket: give -b or -p "
+            "(-e endpoints stay as written: use ssl: there)"
+        )
+
+
+def http2_fields(options: argparse.Namespace) -> dict[str, Any]:
+    """The Config fields of the "HTTP/2" option group."""
+    return {
+        "http2": not options.no_http2,
+        "http2_max_concurrent_streams": options.http2_max_concurrent_streams,
+        "http2_max_header_list_size": options.http2_max_header_list_size,
+        "http2_idle_timeout": options.http2_idle_timeout,
+    }
+
+
 class CommandLineInterface:
     """Parses ``daphne`` arguments and runs :attr:`server_class`."""
 
@@ -237,6 +274,7 @@ class CommandLineInterface:
             verbosity=options.verbosity,
             **self.limits(options),
             workers=options.workers,
+            **http2_fields(options),
         )
 
     @staticmethod
@@ -270,6 +308,7 @@ class CommandLineInterface:
                     f"Cannot listen on {options.unix_socket}: "
                     f"directory {directory} does not exist"
                 )
+        check_tls_files(options)
         host, port = options.host, options.port
         if host is not None and port is None:
             port = DEFAULT_PORT
@@ -297,6 +336,9 @@ class CommandLineInterface:
                 unix_socket=options.unix_socket,
                 file_descriptor=options.file_descriptor,
                 backlog=options.backlog,
+                ssl_certfile=options.ssl_certfile,
+                ssl_keyfile=options.ssl_keyfile,
+                ssl_ca_certs=options.ssl_ca_certs,
             )
             + options.socket_strings
         )

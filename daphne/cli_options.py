@@ -74,6 +74,7 @@ def build_parser(
     parser = _Parser(prog="daphne", description=description)
     _add_bind_options(parser)
     _add_http_options(parser, defaults, layer_http_timeout)
+    _add_http2_options(parser, defaults)
     _add_websocket_options(parser, defaults)
     _add_application_options(parser, defaults)
     _add_layer_options(parser)
@@ -123,6 +124,22 @@ def _add_bind_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="listen on an already-bound socket inherited from a process "
         "manager (Circus, systemd) as this file descriptor",
+    )
+    bind.add_argument(
+        "--ssl-certfile",
+        metavar="PATH",
+        help="serve TLS on the -b/-p socket with this certificate (PEM); "
+        "HTTP/2 is then offered by ALPN",
+    )
+    bind.add_argument(
+        "--ssl-keyfile",
+        metavar="PATH",
+        help="the certificate's private key (PEM; default: in --ssl-certfile)",
+    )
+    bind.add_argument(
+        "--ssl-ca-certs",
+        metavar="PATH",
+        help="intermediate CA certificates sent with --ssl-certfile (PEM)",
     )
     bind.add_argument(
         "-e",
@@ -199,6 +216,44 @@ def _add_http_options(
         "--no-server-name",
         action="store_true",
         help="send no Server response header",
+    )
+
+
+def _add_http2_options(parser: argparse.ArgumentParser, defaults: Config) -> None:
+    """The "HTTP/2" group: on/off and its limits."""
+    h2 = parser.add_argument_group(
+        "HTTP/2",
+        "HTTP/2 is served on TLS endpoints to clients that pick it by ALPN, and "
+        "in cleartext to clients that open with its preface or ask for "
+        "Upgrade: h2c.",
+    )
+    h2.add_argument(
+        "--no-http2",
+        action="store_true",
+        help="serve HTTP/1.1 only: no ALPN h2, no prior knowledge, no h2c",
+    )
+    h2.add_argument(
+        "--http2-max-concurrent-streams",
+        type=int,
+        metavar="N",
+        default=defaults.http2_max_concurrent_streams,
+        help="streams one client may have open at once (default: %(default)s)",
+    )
+    h2.add_argument(
+        "--http2-max-header-list-size",
+        type=int,
+        metavar="BYTES",
+        default=defaults.http2_max_header_list_size,
+        help="largest decoded request head of a stream, larger ones get 431 "
+        "(default: %(default)s)",
+    )
+    h2.add_argument(
+        "--http2-idle-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        default=defaults.http2_idle_timeout,
+        help="seconds an HTTP/2 connection with no open stream stays open "
+        "(default: %(default)s)",
     )
 
 

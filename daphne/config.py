@@ -82,6 +82,18 @@ class Config:
     #: Value of the ``Server`` response header, or ``None`` to send none.
     server_name: str | None = "daphne"
 
+    # -- HTTP/2 ----------------------------------------------------------
+    #: Serve HTTP/2: ALPN ``h2`` on TLS, the preface and ``Upgrade: h2c`` in
+    #: cleartext (``False``: HTTP/1.1 only, as ``--no-http2``).
+    http2: bool = True
+    #: SETTINGS_MAX_CONCURRENT_STREAMS: streams a client may have open at once.
+    http2_max_concurrent_streams: int = 100
+    #: SETTINGS_MAX_HEADER_LIST_SIZE: a larger request head gets 431; one
+    #: whose HPACK block decodes to far more is a flood (GOAWAY).
+    http2_max_header_list_size: int = 64 * 1024
+    #: An HTTP/2 connection with no open stream is closed (GOAWAY) after this.
+    http2_idle_timeout: float = 60.0
+
     # -- WebSocket -------------------------------------------------------
     #: An open WebSocket is closed (1000) after this long.
     websocket_timeout: float | None = 86400.0
@@ -183,6 +195,9 @@ class Config:
             "max_request_head_size",
             "max_request_headers",
             "max_app_queue",
+            "http2_max_concurrent_streams",
+            "http2_max_header_list_size",
+            "http2_idle_timeout",
         )
         for name in positive:
             if getattr(self, name) <= 0:

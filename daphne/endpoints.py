@@ -47,21 +47,37 @@ def build_endpoint_description_strings(
     unix_socket: str | None = None,
     file_descriptor: int | str | None = None,
     backlog: int | None = None,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+    ssl_ca_certs: str | None = None,
 ) -> list[str]:
     """Build Twisted server endpoint descriptions for the given bindings.
 
     Every binding that is given produces one description; TCP needs both
     ``host`` and ``port``. ``backlog`` is the listen backlog of the TCP and
-    UNIX ones (an ``fd`` socket is already listening with its own).
+    UNIX ones (an ``fd`` socket is already listening with its own). With
+    ``ssl_certfile`` the TCP socket serves TLS (``ssl:``): its certificate,
+    its key (``ssl_keyfile``, else in the certificate file) and the
+    intermediate CA certificates sent with it (``ssl_ca_certs``).
     """
     listen = "" if backlog is None else f":backlog={int(backlog)}"
+    if ssl_certfile is None and (ssl_keyfile or ssl_ca_certs):
+        raise ValueError("--ssl-keyfile and --ssl-ca-certs need --ssl-certfile")
     descriptions = []
     if host is not None or port is not None:
         if host is None or port is None:
             raise ValueError("TCP binding requires both host and port")
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]
-        descriptions.append(f"tcp:port={int(port)}:interface={_quote(host)}{listen}")
+        if ssl_certfile is None:
+            kind = "tcp"
+        else:
+            kind = "ssl"
+            listen += f":privateKey={_quote(ssl_keyfile or ssl_certfile)}"
+            listen += f":certKey={_quote(ssl_certfile)}"
+            if ssl_ca_certs:
+                listen += f":extraCertChain={_quote(ssl_ca_certs)}"
+        descriptions.append(f"{kind}:port={int(port)}:interface={_quote(host)}{listen}")
     if unix_socket is not None:
         descriptions.append(f"unix:{_quote(unix_socket)}{listen}")
     if file_descriptor is not None:

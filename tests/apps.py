@@ -233,7 +233,54 @@ async def no_body_read(scope, receive, send):
     await respond(send, body=b"not read")
 
 
+async def trailers(scope, receive, send):
+    """A body in two parts, then trailers (``http.response.trailers``)."""
+    offered = "http.response.trailers" in scope.get("extensions", {})
+    start = {"type": "http.response.start", "status": 200, "headers": []}
+    await send({**start, "trailers": offered})
+    await send({"type": "http.response.body", "body": b"part one, ", "more_body": True})
+    await send({"type": "http.response.body", "body": b"part two"})
+    if offered:
+        fields = [(b"x-checksum", b"abc123")]
+        await send({"type": "http.response.trailers", "headers": fields})
+
+
+async def counted_stream(scope, receive, send):
+    """Streams ``n`` 64 KiB blocks, writing to ``file`` how many ``send``
+    calls have returned: a server with backpressure keeps it low while the
+    client does not read."""
+    params = query(scope)
+    record = Path(params["file"])
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    for index in range(int(params.get("n", "64"))):
+        await send({"type": "http.response.body", "body": BLOCK, "more_body": True})
+        record.write_text(str(index + 1))
+    await send({"type": "http.response.body", "body": b""})
+
+
+#: Requests waiting at each barrier (see ``barrier``).
+BARRIERS: dict[str, list[asyncio.Future]] = {}
+
+
+async def barrier(scope, receive, send):
+    """Answers once ``n`` requests with the same ``key`` are all waiting: it
+    can only complete if the server runs them at the same time."""
+    params = query(scope)
+    waiting = BARRIERS.setdefault(params["key"], [])
+    arrived = asyncio.get_running_loop().create_future()
+    waiting.append(arrived)
+    if len(waiting) >= int(params["n"]):
+        for future in waiting:
+            if not future.done():
+                future.set_result(None)
+    await arrived
+    await respond(send, body=b"together")
+
+
 ROUTES = {
+    "/trailers": trailers,
+    "/barrier": barrier,
+    "/counted-stream": counted_stream,
     "/scope": scope_route,
     "/echo": echo,
     "/stream": stream,

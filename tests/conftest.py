@@ -143,6 +143,11 @@ def server():
 @pytest.fixture
 def tls_files(tmp_path):
     """A self-signed certificate for 127.0.0.1: (key path, certificate path)."""
+    return make_tls_files(tmp_path)
+
+
+def make_tls_files(tmp_path: Path) -> tuple[Path, Path]:
+    """Write a self-signed key and certificate for 127.0.0.1 in ``tmp_path``."""
     import datetime
     import ipaddress
 

@@ -319,7 +319,8 @@ def test_kill_9_of_a_worker_fails_only_its_own_traffic(cluster):
         seen.add(int(response.text.split()[2]))
         if third.proc.pid in seen:
             break
-    assert seen == {survivor.proc.pid, third.proc.pid}
+    assert third.proc.pid in seen
+    assert seen <= {survivor.proc.pid, third.proc.pid}
 
 
 def test_redis_outage_gives_503_and_service_resumes_by_itself(cluster):

@@ -764,10 +764,16 @@ def test_application_importing_the_default_reactor_still_serves():
         ),
     ],
 )
-def test_config_errors_name_the_option(args, option, capsys):
+def test_config_errors_name_the_option(args, option, capsys, monkeypatch):
     """A value the Config refuses is reported with the option's name, as typed
     on the command line, not the internal field name."""
-    cli = CommandLineInterface()
+    # Isolated like cli_run: the real CommandLineInterface would start
+    # Twisted's global logging in this process, which replays every event
+    # buffered since it started (an autobahn warning from an earlier test, say)
+    # onto stderr here, and would reconfigure pytest's root logger.
+    monkeypatch.setattr(logging, "basicConfig", lambda **kwargs: None)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    cli = RecordingCLI()
     with pytest.raises(SystemExit) as exit_info:
         cli.run([*args, "tests.cli_apps:application"])
     assert exit_info.value.code == 1

@@ -76,11 +76,15 @@ def test_zero_websocket_timeout_is_a_config_error(name):
         Config(**{name: 0})
 
 
-def test_zero_websocket_timeout_on_the_command_line_names_the_option(capsys):
+def test_zero_websocket_timeout_on_the_command_line_names_the_option(
+    capsys, monkeypatch
+):
+    # (_CLI, basicConfig and sys.path as in the test above: the global logging
+    # of the test process is left alone.)
+    monkeypatch.setattr(logging, "basicConfig", lambda **kwargs: None)
+    monkeypatch.setattr(sys, "path", list(sys.path))
     with pytest.raises(SystemExit) as exit_info:
-        CommandLineInterface().run(
-            ["--websocket_timeout", "0", "tests.apps:application"]
-        )
+        _CLI().run(["--websocket_timeout", "0", "tests.apps:application"])
     assert exit_info.value.code != 0
     assert "--websocket-timeout must not be 0" in capsys.readouterr().err
 

@@ -488,13 +488,15 @@ def test_tls_with_alpn_from_curl_is_served(tls_server):
     assert payload["scheme"] == "https"
 
 
-def test_tls_alpn_h2_and_http11_offer_negotiates_http11(tls_server):
+def test_tls_alpn_http11_offer_negotiates_http11(tls_server):
+    """A client that offers only http/1.1 gets it (an h2 offer gets HTTP/2:
+    see tests/test_http2.py)."""
     import ssl
 
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["h2", "http/1.1"])
+    context.set_alpn_protocols(["http/1.1"])
     raw = socket.create_connection(("127.0.0.1", tls_server.port), timeout=10)
     with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
         assert sock.selected_alpn_protocol() == "http/1.1"

@@ -949,11 +949,13 @@ def test_http_before_and_after_websocket(ws_server):
     assert (after.status_code, after.text) == (200, "http ok")
 
 
-def test_upgrade_h2c_is_answered_as_plain_http(ws_server):
+def test_incomplete_h2c_upgrade_is_answered_as_plain_http(ws_server):
+    """Without HTTP2-Settings in Connection (RFC 7540 3.2.1) there is no
+    switch; a complete h2c upgrade is tested in tests/test_http2.py."""
     with Raw(ws_server.port) as conn:
         conn.send(
             b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+            b"Connection: Upgrade\r\nUpgrade: h2c\r\n"
             b"HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
         )
         response = conn.read_response()

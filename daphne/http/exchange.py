@@ -69,6 +69,10 @@ class Writer(Protocol):
     ) -> None:
         """A complete error page instead of the application's response."""
 
+    def send_trailers(self, exchange: HTTPExchange, fields: list) -> None:
+        """The response trailers, ending the response (HTTP/2, where the
+        scope advertises ``http.response.trailers``)."""
+
     def reset(self, exchange: HTTPExchange) -> None:
         """Abandon a response already under way: the client sees it cut short."""
 
@@ -209,8 +213,15 @@ class HTTPExchange:
             # The exchange is over; late events are dropped, not errors.
             return False
         else:
-            self.fail(f"Unexpected ASGI event {kind!r} in response state {state.value}")
+            self.other_event(kind, event)
         return True
+
+    def other_event(self, kind: str, event: Event) -> None:
+        """An event the response state does not allow here (an HTTP/2
+        exchange takes ``http.response.trailers``)."""
+        self.fail(
+            f"Unexpected ASGI event {kind!r} in response state {self.state.value}"
+        )
 
     def _start_response(self, event: Event) -> None:
         status = event.get("status")

@@ -1,8 +1,9 @@
 """Connections: the factory that builds one per accepted socket.
 
 :class:`HTTPFactory` is the Twisted factory every endpoint listens with. It
-picks the connection protocol for each socket (HTTP/1.1 for now; ALPN on TLS
-and the HTTP/2 preface on plain sockets will choose HTTP/2), tracks the live
+picks the connection protocol for each socket (HTTP/1.1, handed over to
+HTTP/2 by ALPN on TLS, the preface or ``Upgrade: h2c`` in cleartext: see
+:mod:`.http2_handover`), tracks the live
 connections for graceful shutdown, and writes the access log.
 """
 
@@ -46,6 +47,12 @@ class HTTPFactory(protocol.ServerFactory):
         #: --limit-concurrency and --limit-max-requests (None: neither is set).
         self.limits = Limits.for_config(config, reactor)
         self.connections: set[HTTP11Connection] = set()
+        #: HTTP/2 by ALPN and prior knowledge; h2c upgrades on plain sockets.
+        self.http2 = self.h2c = config.http2
+        #: The shared header rules, with HTTP/2's header list size.
+        self.http2_head_config = config.replace(
+            max_request_head_size=config.http2_max_header_list_size
+        )
         self._empty_waiters: list[defer.Deferred] = []
         self.server_header = (
             b"server: %s\r\n" % config.server_name.encode("latin-1")
@@ -54,11 +61,11 @@ class HTTPFactory(protocol.ServerFactory):
         )
 
     def acceptableProtocols(self) -> list[bytes]:
-        """ALPN protocols offered on TLS endpoints (HTTP/2 joins later).
+        """ALPN protocols offered on TLS endpoints.
 
         Without this, Twisted's TLS answers an ALPN offer with an empty
         selection and OpenSSL aborts the handshake for every browser."""
-        return [b"http/1.1"]
+        return [b"h2", b"http/1.1"] if self.http2 else [b"http/1.1"]
 
     def buildProtocol(self, addr: Any) -> HTTP11Connection:
         return HTTP11Connection(self)
@@ -85,8 +92,9 @@ class HTTPFactory(protocol.ServerFactory):
 
     # -- access log ------------------------------------------------------------
 
-    def log_exchange(self, request: HTTPExchange) -> None:
-        """The access log line of a finished exchange (or refused WebSocket)."""
+    def log_exchange(self, request: HTTPExchange, protocol: str | None = None) -> None:
+        """The access log line of a finished exchange (or refused WebSocket);
+        ``protocol`` names a version other than HTTP/1.x (``"HTTP/2"``)."""
         if self.access_log is None:
             return
         scope = request.scope
@@ -95,18 +103,17 @@ class HTTPFactory(protocol.ServerFactory):
             path = scope["raw_path"].decode("latin-1")
             self.log_event("websocket", "rejected", {"path": path, "client": client})
             return
-        self.log_event(
-            "http",
-            "complete",
-            {
-                "path": request.log_target,
-                "status": request.status,
-                "method": scope["method"],
-                "client": client,
-                "size": request.bytes_sent,
-                "time_taken": self.reactor.seconds() - request.started,
-            },
-        )
+        details = {
+            "path": request.log_target,
+            "status": request.status,
+            "method": scope["method"],
+            "client": client,
+            "size": request.bytes_sent,
+            "time_taken": self.reactor.seconds() - request.started,
+        }
+        if protocol is not None:
+            details["protocol"] = protocol
+        self.log_event("http", "complete", details)
 
     def log_event(self, protocol: str, action: str, details: dict) -> None:
         """One access log event (see :class:`daphne.access.AccessLogGenerator`)."""

@@ -34,6 +34,7 @@ from . import direct
 from .http1_reader import RequestReader
 from .http1_upgrade import WebSocketCarrier
 from .http1_writer import ResponseWriter
+from .http2_handover import HTTP2Handover
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ APP_PAUSE = ReadPause.APP
 
 
 @implementer(IPushProducer)
-class HTTP11Connection(WebSocketCarrier, protocol.Protocol):
+class HTTP11Connection(WebSocketCarrier, HTTP2Handover, protocol.Protocol):
     """One HTTP/1.1 connection: exchanges in order, keep-alive, pipelining."""
 
     def __init__(self, factory: Any) -> None:
@@ -106,8 +107,8 @@ class HTTP11Connection(WebSocketCarrier, protocol.Protocol):
         self.registered = False
         #: The TCP transport ``send`` may write to directly (None: TLS, tests).
         self.direct: Any = None
-        #: The WebSocket this connection was upgraded to.
-        self.websocket: WebSocketSession | None = None
+        #: The WebSocket (or HTTP/2 connection) this connection was handed to.
+        self.websocket: WebSocketSession | Any = None
         # Connection timer: a deadline for the head, the body or idleness,
         # checked lazily so that keep-alive requests do not each make a timer.
         self.timer: Any = None
@@ -134,6 +135,8 @@ class HTTP11Connection(WebSocketCarrier, protocol.Protocol):
             transport.setTcpNoDelay(True)
         self.direct = direct.direct_transport(transport)
         self.factory.connection_made(self)
+        if self.factory.http2:
+            self.watch_for_http2()
         # A connection that never sends a byte is closed like an idle one.
         self.set_deadline(Deadline.IDLE, self.config.request_head_timeout)
 
@@ -150,7 +153,10 @@ class HTTP11Connection(WebSocketCarrier, protocol.Protocol):
             self.request_error(error)
             return
         if rest is not None:
-            self.start_websocket(rest)
+            if reader.h2c is not None:
+                self.start_h2c(rest)
+            else:
+                self.start_websocket(rest)
             return
         if reader.in_head and self.request is None:
             if self.deadline_kind is not HEAD_DEADLINE:

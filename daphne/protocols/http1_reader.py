@@ -21,6 +21,7 @@ from ..http.exchange import HTTPExchange
 from ..http.headers import RequestHead
 from ..http.scope import build_scope
 from ..websocket.handshake import websocket_scope
+from .http2_handover import h2c_settings
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class RequestReader(RequestHead):
         "parser",
         "parsing",
         "websocket_scope",
+        "h2c",
         "method",
         "url",
         "messages",
@@ -71,6 +73,8 @@ class RequestReader(RequestHead):
         self.parsing: HTTPExchange | None = None
         #: Scope of a parsed WebSocket upgrade request, until the hand-over.
         self.websocket_scope: dict | None = None
+        #: ``(scope, HTTP2-Settings)`` of an ``Upgrade: h2c`` request.
+        self.h2c: tuple[dict, bytes] | None = None
         self.method = ""
         self.url = b""
         #: Requests begun on this connection, and raw bytes of the head being
@@ -97,7 +101,7 @@ class RequestReader(RequestHead):
             raise error from None
         except httptools.HttpParserUpgrade as exc:
             rest = data[exc.args[0] :]
-            if self.websocket_scope is not None:
+            if self.websocket_scope is not None or self.h2c is not None:
                 return rest
             # Another protocol (h2c, ...): the request was answered as plain
             # HTTP; keep parsing what follows with a fresh parser.
@@ -166,6 +170,17 @@ class RequestReader(RequestHead):
             self.websocket_scope = websocket_scope(self.scope(method, version))
             conn.deadline_kind = None
             return
+        if (
+            upgrade
+            and conn.request is None
+            and conn.factory.h2c
+            and conn.scheme == "http"
+        ):
+            settings = h2c_settings(self.headers)
+            if settings is not None:
+                self.h2c = (self.scope(method, version), settings)
+                conn.deadline_kind = None
+                return
         if te is not None and version == "1.0":
             # RFC 9112 6.1: an HTTP/1.0 peer may frame this differently.
             raise HTTPError("Transfer-Encoding in an HTTP/1.0 request")
@@ -205,7 +220,7 @@ class RequestReader(RequestHead):
         self.partial_body = body
 
     def on_message_complete(self) -> None:
-        if self.websocket_scope is not None:
+        if self.websocket_scope is not None or self.h2c is not None:
             return  # the connection is handed over once feed_data returns
         request = self.parsing
         self.parsing = None
