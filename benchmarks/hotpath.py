@@ -13,6 +13,14 @@ run to run whatever else the machine does, so two commits compare exactly
 
 It measures daphne's own Python on the hot path only; ``make bench`` measures
 the whole server against its peers.
+
+``wire-http`` and ``wire-ws`` count the whole server instead: the reactor
+daphne installs (on uvloop), a real loopback socket, the ``AppHost`` running
+``benchmarks/app.py``, answering a client in a separate process (which
+callgrind does not count) that sends one request (or echo) at a time:
+
+    python benchmarks/hotpath.py --ab wire-http 500
+    python benchmarks/hotpath.py --profile wire-ws 2000   # cProfile's top entries
 """
 
 from __future__ import annotations
@@ -99,7 +107,101 @@ def run(kind: str, count: int) -> None:
         transport.clear()
 
 
+def run_wire(kind: str, count: int) -> None:
+    """Serve one connection from a client process, then stop."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from app import application
+
+    from daphne.config import Config
+    from daphne.hosts.app import AppHost
+    from daphne.protocols import HTTPFactory
+    from daphne.server import install_reactor
+
+    reactor = install_reactor()
+    # No timer is due during the run: under callgrind a second of wall-clock
+    # time is a hundred requests, so timers would weigh a hundred times what
+    # they do at full speed, and with the machine's load.
+    day = 86400.0
+    config = Config(
+        request_head_timeout=day,
+        keep_alive_timeout=day,
+        request_body_timeout=day,
+        websocket_connect_timeout=day,
+        ping_interval=day,
+        ping_timeout=day,
+    )
+    host = AppHost(application, config, reactor, reactor._asyncioEventloop)
+
+    class Factory(HTTPFactory):
+        def connection_lost(self, conn) -> None:
+            super().connection_lost(conn)
+            reactor.stop()
+
+    port = reactor.listenTCP(0, Factory(config, host, reactor), interface="127.0.0.1")
+    number = str(port.getHost().port)
+    client = subprocess.Popen(
+        [sys.executable, __file__, "--client", kind, str(count), "--port", number]
+    )
+    reactor.run(installSignalHandlers=False)
+    if client.wait() != 0:
+        raise SystemExit("the client failed")
+
+
+def client(kind: str, count: int, port: int) -> None:
+    """The load: one request (or echo) at a time on one connection."""
+    import socket
+
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def read_until(end: bytes) -> None:
+        data = b""
+        while not data.endswith(end):
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise SystemExit("the server closed the connection")
+            data += chunk
+
+    if kind == "wire-http":
+        for _ in range(count):
+            sock.sendall(REQUEST)
+            read_until(b"Hello, world!")
+    else:
+        key = base64.b64encode(os.urandom(16))
+        sock.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        read_until(b"\r\n\r\n")
+        mask = b"\x01\x02\x03\x04"
+        payload = b"x" * 32
+        frame = (
+            b"\x81\xa0" + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        )
+        for _ in range(count):
+            sock.sendall(frame)
+            read_until(payload)
+        sock.sendall(b"\x88\x82" + mask + bytes([0x03 ^ 1, 0xE8 ^ 2]))
+        read_until(b"\x03\xe8")
+    sock.close()
+
+
+def profile(kind: str, count: int, top: int = 25) -> None:
+    """cProfile's top entries (by own time) for ``count`` requests."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    (run_wire if kind.startswith("wire") else run)(kind, count)
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
+
+
 def instructions(kind: str, count: int) -> int:
+    # A plain run first, so that no counted run compiles a changed module.
+    subprocess.run([sys.executable, __file__, kind, "10"], check=True)
     out = subprocess.run(
         [
             "valgrind",
@@ -121,7 +223,7 @@ def instructions(kind: str, count: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=["http", "ws"])
+    parser.add_argument("kind", choices=["http", "ws", "wire-http", "wire-ws"])
     parser.add_argument("count", type=int, nargs="?", default=1000)
     parser.add_argument(
         "--ab",
@@ -129,9 +231,20 @@ def main() -> None:
         help="count instructions under callgrind at COUNT and 5 x COUNT; "
         "print the cost of one request (start-up cancels out)",
     )
+    parser.add_argument("--profile", action="store_true", help="print cProfile's top")
+    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     options = parser.parse_args()
+    if options.client:
+        client(options.kind, options.count, options.port)
+        return
+    if options.profile:
+        profile(options.kind, options.count)
+        return
     if not options.ab:
-        run(options.kind, options.count)
+        (run_wire if options.kind.startswith("wire") else run)(
+            options.kind, options.count
+        )
         return
     small = instructions(options.kind, options.count)
     large = instructions(options.kind, 5 * options.count)

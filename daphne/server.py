@@ -73,7 +73,8 @@ class ServerError(Exception):
 
 
 def install_reactor() -> Any:
-    """Install Twisted's asyncio reactor on a uvloop loop (where available).
+    """Install Twisted's asyncio reactor on a uvloop loop (where available):
+    daphne's subclass of it, :class:`daphne.reactor.Reactor`.
 
     Returns the reactor. Applications run as asyncio tasks on its loop, so a
     different reactor that was merely imported (not running) is replaced.
@@ -101,12 +102,9 @@ def install_reactor() -> Any:
     else:
         loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    from twisted.internet import asyncioreactor
+    from . import reactor
 
-    asyncioreactor.install(loop)
-    from twisted.internet import reactor
-
-    return reactor
+    return reactor.install(loop)
 
 
 class Server:

@@ -8,7 +8,8 @@ This module holds three unrelated groups of helpers:
   user's own code, that exception is its ``__cause__``, and
   ``user_traceback`` shows where it was raised without daphne's frames.
 * ``is_valid_header_name``, ``is_valid_header_value`` and ``is_valid_host``
-  check raw header bytes on the request hot path.
+  check raw header bytes on the request hot path (remembering, in bounded
+  sets, the byte strings that passed).
 * ``parse_x_forwarded_for`` is Daphne 4's reading of the ``X-Forwarded-*``
   headers, kept for code that calls it; the server itself decides whom to
   believe with :mod:`daphne.proxies`.
@@ -238,9 +239,32 @@ _match_host = re.compile(
 ).fullmatch
 
 
+# The same names, values and hosts come back on every request (and every
+# response of an application), and looking one up in a set costs a tenth of
+# a regular expression match: the checks remember byte strings that passed.
+# Bounded: only short strings are kept, and a full memo is emptied.
+MEMO_SIZE = 512
+MEMO_MAX_LENGTH = 256
+_valid_names: set[bytes] = set()
+_valid_values: set[bytes] = set()
+_valid_hosts: set[bytes] = set()
+
+
+def _remember(memo: set[bytes], passed: bytes) -> None:
+    if len(passed) <= MEMO_MAX_LENGTH:
+        if len(memo) >= MEMO_SIZE:
+            memo.clear()
+        memo.add(passed)
+
+
 def is_valid_header_name(name: bytes) -> bool:
     """Return whether ``name`` is a non-empty RFC 9110 token."""
-    return _match_token(name) is not None
+    if name in _valid_names:
+        return True
+    if _match_token(name) is None:
+        return False
+    _remember(_valid_names, name)
+    return True
 
 
 def is_valid_header_value(value: bytes) -> bool:
@@ -249,7 +273,12 @@ def is_valid_header_value(value: bytes) -> bool:
     HTAB, SP and other obs-text bytes are allowed; surrounding whitespace is
     left for the caller to strip.
     """
-    return _search_forbidden_value_byte(value) is None
+    if value in _valid_values:
+        return True
+    if _search_forbidden_value_byte(value) is not None:
+        return False
+    _remember(_valid_values, value)
+    return True
 
 
 def header_problem(name: Any, value: Any) -> str | None:
@@ -259,6 +288,8 @@ def header_problem(name: Any, value: Any) -> str | None:
     characters (so no header can split into two on the wire)."""
     if type(name) is not bytes or type(value) is not bytes:
         return "header names and values must be bytes"
+    if name in _valid_names and value in _valid_values:
+        return None  # (both passed before: no call to either check)
     if not is_valid_header_name(name) or not is_valid_header_value(value):
         return f"invalid header {name!r}: {value!r}"
     return None
@@ -270,7 +301,12 @@ def is_valid_host(value: bytes) -> bool:
     Accepts ``uri-host [ ":" port ]`` where uri-host is a bracketed IPv6
     address, an IPv4 address or a (possibly empty) reg-name.
     """
-    return _match_host(value) is not None
+    if value in _valid_hosts:
+        return True
+    if _match_host(value) is None:
+        return False
+    _remember(_valid_hosts, value)
+    return True
 
 
 # --------------------------------------------------------------------------

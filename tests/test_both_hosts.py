@@ -149,7 +149,7 @@ def test_pipelined_requests_start_one_at_a_time_and_answer_in_order(serve):
         (202, b"C", True),
     ]
     assert [r.ended() for r in srv.started()] == [1, 1, 1]
-    assert srv.conn.protocol.running == set()
+    assert not srv.conn.protocol.running
     assert not srv.side.host.instances
     assert srv.conn.open
 
@@ -192,7 +192,7 @@ def test_http_1_0_response_closes_and_the_request_ends_once(serve):
     assert one_response(srv.conn.output()).body == b"bye"
     assert not srv.conn.open
     assert request.ended() == 1
-    assert srv.conn.protocol.running == set()
+    assert not srv.conn.protocol.running
     assert not srv.side.host.instances
 
 
@@ -234,7 +234,7 @@ def test_reply_after_http_timeout_is_dropped_and_nothing_leaks(serve):
     assert request.ended() == 1
     srv.advance(srv.config.application_close_timeout)
     assert not srv.side.host.instances
-    assert srv.conn.protocol.running == set()
+    assert not srv.conn.protocol.running
 
 
 def test_http_timeout_after_response_started_cuts_it_once_without_503(serve):
@@ -257,7 +257,7 @@ def test_http_timeout_after_response_started_cuts_it_once_without_503(serve):
         False,
     )
     assert request.ended() == 1
-    assert srv.conn.protocol.running == set()
+    assert not srv.conn.protocol.running
 
 
 def test_http_timeouts_of_two_connections_are_independent(serve):
@@ -294,7 +294,7 @@ def test_client_leaving_before_the_response_ends_the_request_once(serve):
     request.respond(b"too late")  # dropped, not an error
     assert srv.conn.output() == b""
     assert request.ended() == 1
-    assert srv.conn.protocol.running == set()
+    assert not srv.conn.protocol.running
 
 
 def test_application_error_before_the_response_is_a_500_without_details(serve):

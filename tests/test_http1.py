@@ -1415,6 +1415,22 @@ def test_access_log_client_address_format(address, expected):
 # -- direct writes on plain TCP ------------------------------------------------------
 
 
+class KernelSocket:
+    """The socket of a :class:`DirectTCP`: ``send`` takes what it accepts."""
+
+    def __init__(self, transport: DirectTCP) -> None:
+        self.transport = transport
+
+    def send(self, data: bytes) -> int:
+        transport = self.transport
+        if transport.error is not None:
+            raise transport.error
+        accept = transport.accept
+        taken = len(data) if accept is None else min(accept, len(data))
+        transport.direct_bytes += data[:taken]
+        return taken
+
+
 class DirectTCP(StringTransportWithDisconnection):
     """Looks like Twisted's TCP transport to ``HTTP11Connection.send``: the
     kernel takes ``accept`` bytes of each direct write (all if None)."""
@@ -1429,14 +1445,8 @@ class DirectTCP(StringTransportWithDisconnection):
         self.accept: int | None = None
         self.direct_bytes = b""
         self.queued: list[bytes] = []
-        self.error: BaseException | None = None
-
-    def writeSomeData(self, data: bytes):
-        if self.error is not None:
-            return self.error
-        taken = len(data) if self.accept is None else min(self.accept, len(data))
-        self.direct_bytes += data[:taken]
-        return taken
+        self.error: OSError | None = None
+        self.socket = KernelSocket(self)
 
     def write(self, data: bytes) -> None:
         self.queued.append(data)

@@ -65,7 +65,7 @@ class Server(Harness):
 
     def idle(self) -> bool:
         """No exchange left, on either side."""
-        return self.side.host.instances == {} and self.conn.protocol.running == set()
+        return self.side.host.instances == {} and not self.conn.protocol.running
 
 
 def test_pipelined_requests_do_not_start_extra_poll_chains():

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.web.http_headers import Headers
 
+from daphne import utils
 from daphne.utils import (
     ImportTargetError,
     header_problem,
@@ -183,6 +184,36 @@ def test_header_name_matches_reference(value):
 @given(st.one_of(st.binary(), mostly(ALLOWED_VALUE_BYTES, list(range(256)))))
 def test_header_value_matches_reference(value):
     assert is_valid_header_value(value) == reference_is_value(value)
+
+
+@given(st.lists(mostly(TOKEN_BYTES, list(range(256))), max_size=8))
+def test_remembered_checks_answer_as_the_first_time(values):
+    """The checks remember what passed: asked again (a repeated header), they
+    give the same answer, and a failing string is never remembered."""
+    for _ in range(2):
+        for value in values:
+            assert is_valid_header_name(value) == reference_is_token(value)
+            assert is_valid_header_value(value) == reference_is_value(value)
+    for memo, reference in (
+        (utils._valid_names, reference_is_token),
+        (utils._valid_values, reference_is_value),
+    ):
+        assert all(reference(value) for value in memo)
+
+
+def test_the_memo_of_passed_checks_is_bounded(monkeypatch):
+    monkeypatch.setattr(utils, "_valid_values", set())
+    for number in range(utils.MEMO_SIZE * 3):
+        assert is_valid_header_value(b"value-%d" % number)
+        assert len(utils._valid_values) <= utils.MEMO_SIZE
+    long_value = b"x" * (utils.MEMO_MAX_LENGTH + 1)
+    assert is_valid_header_value(long_value)
+    assert long_value not in utils._valid_values
+    monkeypatch.setattr(utils, "_valid_hosts", set())
+    assert not is_valid_host(b"bad host")
+    assert is_valid_host(b"example.com")
+    assert utils._valid_hosts == {b"example.com"}
+    assert not is_valid_host(b"bad host")
 
 
 @pytest.mark.parametrize(

@@ -77,7 +77,9 @@ class RequestHead:
         # Parsers strip leading whitespace only (RFC 9110 section 5.5).
         value = value.rstrip(b" \t")
         name = name.lower()
-        if b"_" in name:
+        # (find, not "in": bytes "in" first tries its operand as an integer,
+        # raising and clearing a TypeError, dearer than the search itself.)
+        if name.find(b"_") != -1:
             # A proxy may treat X_Foo and X-Foo as the same header; drop
             # them so one cannot masquerade as the other.
             return

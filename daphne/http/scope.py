@@ -66,7 +66,8 @@ def build_scope(
     """The ``http`` scope of a request; raises :class:`HTTPError` for a
     target that cannot be one. ``proxy`` is what :func:`peer_proxy` gave the
     connection: the proxy headers to believe, or None."""
-    if target[:1] == b"/" and b"#" not in target:
+    # (find: see RequestHead.add)
+    if target[:1] == b"/" and target.find(b"#") == -1:
         raw_path, _, query = target.partition(b"?")  # origin-form, the usual
     else:
         raw_path, query = split_target(target)

@@ -33,7 +33,7 @@ REQUIRED = (
     "disconnecting",
     "_aborting",
     "SEND_LIMIT",
-    "writeSomeData",
+    "socket",
 )
 
 
@@ -58,7 +58,13 @@ def send(direct: Any, data: bytes) -> bytes:
         # (A larger body would be copied to queue its remainder.)
         and len(data) <= direct.SEND_LIMIT
     ):
-        sent = direct.writeSomeData(data)
-        if type(sent) is int:
-            return data[sent:] if sent else data
+        # (socket.send itself, not writeSomeData: no slice view, no EINTR
+        # loop, which Python's own send has had since PEP 475.)
+        try:
+            sent = direct.socket.send(data)
+        except OSError:
+            # Full, or broken: queued, Twisted's next doWrite meets the same
+            # condition and handles it as it always does.
+            return data
+        return data[sent:] if sent else data
     return data

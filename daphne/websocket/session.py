@@ -113,6 +113,10 @@ class Phase(enum.Enum):
     CLOSED = "closed"
 
 
+#: Read on every message, as a global (see daphne.http.exchange.IDLE).
+OPEN = Phase.OPEN
+
+
 class Carrier(Protocol):
     """What a session needs of the connection (or stream) it runs on."""
 
@@ -217,7 +221,7 @@ class WebSocketSession:
 
     def data_received(self, data: bytes) -> None:
         phase = self.phase
-        if phase is Phase.OPEN or phase is Phase.CLOSING:
+        if phase is OPEN or phase is Phase.CLOSING:
             self.last_seen = self.reactor.seconds()
             if self.ping_sent is not None:
                 self.answered_ping()
@@ -310,7 +314,7 @@ class WebSocketSession:
         except (TypeError, KeyError):
             self.fail(f"Application sent {event!r}, which is not an ASGI event")
         phase = self.phase
-        if phase is Phase.OPEN:
+        if phase is OPEN:
             if kind == "websocket.send":
                 try:
                     payload, binary = outgoing_message(event)
