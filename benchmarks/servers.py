@@ -50,16 +50,76 @@ class Certificate:
     keyfile: Path
 
 
-def make_certificate(folder: Path) -> Certificate:
-    """A fresh self-signed certificate for ``HOST`` in ``folder``, made with
-    the openssl command line: an EC P-256 key in PKCS#8 (granian reads no
-    other form), valid for two days, subjectAltName IP:127.0.0.1. Raises
-    :class:`FileNotFoundError` if openssl is not installed."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        raise FileNotFoundError("openssl is not installed (Debian: openssl)")
+#: The same certificate as the openssl command line's, made with the
+#: ``cryptography`` package (in daphne's .venv through twisted[tls]); argv:
+#: HOST, certificate file, key file.
+_CRYPTOGRAPHY_CERTIFICATE = """
+import datetime, ipaddress, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+host, certfile, keyfile = sys.argv[1:]
+key = ec.generate_private_key(ec.SECP256R1())
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+now = datetime.datetime.now(datetime.timezone.utc)
+certificate = (
+    x509.CertificateBuilder()
+    .subject_name(name)
+    .issuer_name(name)
+    .public_key(key.public_key())
+    .serial_number(x509.random_serial_number())
+    .not_valid_before(now - datetime.timedelta(minutes=5))
+    .not_valid_after(now + datetime.timedelta(days=2))
+    .add_extension(
+        x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]),
+        critical=False,
+    )
+    .sign(key, hashes.SHA256())
+)
+with open(certfile, "wb") as out:
+    out.write(certificate.public_bytes(serialization.Encoding.PEM))
+with open(keyfile, "wb") as out:
+    out.write(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+"""
+
+
+def make_certificate(folder: Path, python: Path | None = None) -> Certificate:
+    """A fresh self-signed certificate for ``HOST`` in ``folder``: an EC
+    P-256 key in PKCS#8 (granian reads no other form), valid for two days,
+    subjectAltName IP:127.0.0.1. Made with the openssl command line, or,
+    without it, with the ``cryptography`` package of ``python`` (daphne's
+    .venv). Raises :class:`FileNotFoundError` if neither is there."""
     folder.mkdir(parents=True, exist_ok=True)
     certificate = Certificate(folder / "cert.pem", folder / "key.pem")
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        if python is None or not python.exists():
+            raise FileNotFoundError(
+                "neither openssl nor daphne's .venv (cryptography) is installed"
+            )
+        subprocess.run(
+            [
+                str(python),
+                "-c",
+                _CRYPTOGRAPHY_CERTIFICATE,
+                HOST,
+                str(certificate.certfile),
+                str(certificate.keyfile),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+            env=child_env(),
+        )
+        return certificate
     subprocess.run(
         [
             openssl,

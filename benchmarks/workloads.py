@@ -423,7 +423,9 @@ class Http2TlsLoad(Http2Load):
         if self._certificate is None:
             self._folder = tempfile.TemporaryDirectory(prefix="daphne-bench-tls-")
             try:
-                self._certificate = make_certificate(Path(self._folder.name))
+                self._certificate = make_certificate(
+                    Path(self._folder.name), settings.paths.bin("main") / "python"
+                )
             except FileNotFoundError as exc:
                 raise Unsupported(str(exc)) from exc
             except subprocess.SubprocessError as exc:
