@@ -429,8 +429,10 @@ class Http2TlsLoad(Http2Load):
             except FileNotFoundError as exc:
                 raise Unsupported(str(exc)) from exc
             except subprocess.SubprocessError as exc:
+                detail = getattr(exc, "stderr", None) or b""
                 raise MeasurementFailed(
-                    f"could not make a certificate with openssl: {exc}"
+                    f"could not make a certificate: {exc} "
+                    + tail(detail.decode(errors="replace"))
                 ) from exc
         return self._certificate
 
