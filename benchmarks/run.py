@@ -296,6 +296,7 @@ def run_one(
             log_path,
             mode=workload.mode,
             env=workload.server_env(settings),
+            certificate=workload.certificate(settings),
         ) as server:
             record["startup_s"] = round(server.started_in, 3)
             values = workload.measure(server, settings)

@@ -2,11 +2,13 @@
 
 Standard library only: the harness runs on any Python 3.10+.
 
-Each :class:`ServerSpec` has up to two command lines, with ``{bin}`` (the
+Each :class:`ServerSpec` has up to three command lines, with ``{bin}`` (the
 bin/ folder of the virtualenv it lives in), ``{main_bin}`` (that of daphne's
 own .venv) and ``{port}`` placeholders: one
-serving the ASGI application (``app:application``, mode "app") and one
-serving a channel layer (``layer_app:channel_layer``, mode "layer"). Every
+serving the ASGI application (``app:application``, mode "app"), one
+serving a channel layer (``layer_app:channel_layer``, mode "layer") and one
+serving the application over TLS (mode "tls", with ``{certfile}`` and
+``{keyfile}`` placeholders too: see :func:`make_certificate`). Every
 server is started with ``benchmarks/`` as its working directory, so those are
 :mod:`benchmarks.app` and :mod:`benchmarks.layer_app` for all of them, and in
 a session (process group) of its own, so stopping it stops any worker
@@ -18,8 +20,10 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -33,8 +37,115 @@ HOST = "127.0.0.1"
 #: workload tries it, e.g. a WebSocket handshake, and a refusal means n/a).
 YES, NO, PROBE = "yes", "no", "probe"
 
-#: How a server is started: serving the ASGI application, or a channel layer.
-APP, LAYER = "app", "layer"
+#: How a server is started: serving the ASGI application, a channel layer, or
+#: the ASGI application over TLS (ALPN h2 and http/1.1).
+APP, LAYER, TLS = "app", "layer", "tls"
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """A certificate and its private key (PEM files) for the TLS mode."""
+
+    certfile: Path
+    keyfile: Path
+
+
+#: The same certificate as the openssl command line's, made with the
+#: ``cryptography`` package (in daphne's .venv through twisted[tls]); argv:
+#: HOST, certificate file, key file.
+_CRYPTOGRAPHY_CERTIFICATE = """
+import datetime, ipaddress, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+host, certfile, keyfile = sys.argv[1:]
+key = ec.generate_private_key(ec.SECP256R1())
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+now = datetime.datetime.now(datetime.timezone.utc)
+certificate = (
+    x509.CertificateBuilder()
+    .subject_name(name)
+    .issuer_name(name)
+    .public_key(key.public_key())
+    .serial_number(x509.random_serial_number())
+    .not_valid_before(now - datetime.timedelta(minutes=5))
+    .not_valid_after(now + datetime.timedelta(days=2))
+    .add_extension(
+        x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]),
+        critical=False,
+    )
+    .sign(key, hashes.SHA256())
+)
+with open(certfile, "wb") as out:
+    out.write(certificate.public_bytes(serialization.Encoding.PEM))
+with open(keyfile, "wb") as out:
+    out.write(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+"""
+
+
+def make_certificate(folder: Path, python: Path | None = None) -> Certificate:
+    """A fresh self-signed certificate for ``HOST`` in ``folder``: an EC
+    P-256 key in PKCS#8 (granian reads no other form), valid for two days,
+    subjectAltName IP:127.0.0.1. Made with the openssl command line, or,
+    without it, with the ``cryptography`` package of ``python`` (daphne's
+    .venv). Raises :class:`FileNotFoundError` if neither is there."""
+    folder.mkdir(parents=True, exist_ok=True)
+    certificate = Certificate(folder / "cert.pem", folder / "key.pem")
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        if python is None or not python.exists():
+            raise FileNotFoundError(
+                "neither openssl nor daphne's .venv (cryptography) is installed"
+            )
+        subprocess.run(
+            [
+                str(python),
+                "-c",
+                _CRYPTOGRAPHY_CERTIFICATE,
+                HOST,
+                str(certificate.certfile),
+                str(certificate.keyfile),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+            env=child_env(),
+        )
+        return certificate
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=" + HOST,
+            "-addext",
+            "subjectAltName=IP:" + HOST,
+            "-keyout",
+            str(certificate.keyfile),
+            "-out",
+            str(certificate.certfile),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    return certificate
 
 
 @dataclass(frozen=True)
@@ -67,6 +178,9 @@ class ServerSpec:
     argv: tuple[str, ...]
     #: the command serving ``layer_app:channel_layer`` (empty: no layer mode)
     layer_argv: tuple[str, ...] = ()
+    #: the command serving ``app:application`` over TLS, with ``{certfile}``
+    #: and ``{keyfile}`` placeholders (empty: not measured over TLS)
+    tls_argv: tuple[str, ...] = ()
     features: dict[str, str] = field(default_factory=dict)
     #: why a feature is "no", shown in the n/a note (default: "by design")
     reasons: dict[str, str] = field(default_factory=dict)
@@ -102,12 +216,28 @@ class ServerSpec:
             return "no channel-layer mode"
         return f"no {name} support by design"
 
-    def command(self, paths: Paths, port: int, mode: str = APP) -> list[str]:
-        """The command line for ``mode`` (APP or LAYER); empty if it has none."""
-        argv = self.layer_argv if mode == LAYER else self.argv
+    def command(
+        self,
+        paths: Paths,
+        port: int,
+        mode: str = APP,
+        certificate: Certificate | None = None,
+    ) -> list[str]:
+        """The command line for ``mode`` (APP, LAYER or TLS, which needs
+        ``certificate``); empty if it has none."""
+        argv = {LAYER: self.layer_argv, TLS: self.tls_argv}.get(mode, self.argv)
+        files = {"certfile": "", "keyfile": ""}
+        if certificate is not None:
+            files = {
+                "certfile": str(certificate.certfile),
+                "keyfile": str(certificate.keyfile),
+            }
         bindir = str(paths.bin(self.venv))
         main_bin = str(paths.bin("main"))
-        return [part.format(bin=bindir, main_bin=main_bin, port=port) for part in argv]
+        return [
+            part.format(bin=bindir, main_bin=main_bin, port=port, **files)
+            for part in argv
+        ]
 
 
 def daphne_argv(
@@ -178,6 +308,14 @@ SERVERS: tuple[ServerSpec, ...] = (
         # threads (layer_app.py), told apart from an application by its
         # interface.
         layer_argv=daphne_argv("layer_app:channel_layer", endpoint=True),
+        tls_argv=(
+            *daphne_argv("app:application")[:-1],
+            "--ssl-certfile",
+            "{certfile}",
+            "--ssl-keyfile",
+            "{keyfile}",
+            "app:application",
+        ),
         note="httptools on Twisted, asyncio reactor on uvloop",
     ),
     ServerSpec(
@@ -186,6 +324,15 @@ SERVERS: tuple[ServerSpec, ...] = (
         venv="peers",
         distribution="daphne",
         argv=daphne_argv("app:application"),
+        # Twisted's TLS endpoint; HTTP/2 by ALPN (twisted[tls,http2]).
+        tls_argv=(
+            "{bin}/daphne",
+            "-v",
+            "0",
+            "-e",
+            "ssl:{port}:interface=" + HOST + ":privateKey={keyfile}:certKey={certfile}",
+            "app:application",
+        ),
         note="the baseline: Twisted's own HTTP/1.1 and autobahn WebSocket",
     ),
     ServerSpec(
@@ -213,6 +360,18 @@ SERVERS: tuple[ServerSpec, ...] = (
             "file:hypercorn_config.py",
             "--bind",
             HOST + ":{port}",
+            "app:application",
+        ),
+        tls_argv=(
+            "{bin}/hypercorn",
+            "-c",
+            "file:hypercorn_config.py",
+            "--bind",
+            HOST + ":{port}",
+            "--certfile",
+            "{certfile}",
+            "--keyfile",
+            "{keyfile}",
             "app:application",
         ),
         note="defaults (asyncio worker, one worker process under a supervisor), "
@@ -244,6 +403,14 @@ SERVERS: tuple[ServerSpec, ...] = (
         venv="peers",
         distribution="granian",
         argv=granian_argv(1),
+        tls_argv=(
+            *granian_argv(1)[:-1],
+            "--ssl-certificate",
+            "{certfile}",
+            "--ssl-keyfile",
+            "{keyfile}",
+            "app:application",
+        ),
         note="a Rust server (hyper, tokio) calling the ASGI application: "
         "shown for reference, not a target; --interface asgi --loop uvloop "
         "--workers 1",
@@ -487,11 +654,12 @@ class RunningServer:
         start_timeout: float = 30.0,
         mode: str = APP,
         env: dict[str, str] | None = None,
+        certificate: Certificate | None = None,
     ) -> None:
         self.spec = spec
         self.port = free_port()
         self.mode = mode
-        self.argv = spec.command(paths, self.port, mode)
+        self.argv = spec.command(paths, self.port, mode, certificate)
         self.env = {**child_env(), **(env or {})}
         self.cpu = cpu
         self.log_path = log_path
@@ -536,7 +704,7 @@ class RunningServer:
         while time.monotonic() < deadline:
             self.check_alive()
             try:
-                connection = http.client.HTTPConnection(HOST, self.port, timeout=2)
+                connection = self.connection()
                 try:
                     connection.request("GET", "/")
                     response = connection.getresponse()
@@ -553,6 +721,16 @@ class RunningServer:
             f"not serving after {self.start_timeout:.0f} s ({last_error})"
             + self.log_excerpt()
         )
+
+    def connection(self) -> http.client.HTTPConnection:
+        """An HTTP/1.1 connection to the server; over TLS in mode TLS, where
+        the self-signed certificate is not checked."""
+        if self.mode != TLS:
+            return http.client.HTTPConnection(HOST, self.port, timeout=2)
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return http.client.HTTPSConnection(HOST, self.port, timeout=2, context=context)
 
     def check_alive(self) -> None:
         if self.process is not None and self.process.poll() is not None:

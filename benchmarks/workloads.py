@@ -24,6 +24,7 @@ import os
 import re
 import selectors
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +36,13 @@ from servers import (
     HOST,
     LAYER,
     LAYER_BASELINE,
+    TLS,
+    Certificate,
     Paths,
     RunningServer,
     ServerSpec,
     child_env,
+    make_certificate,
     pin,
 )
 
@@ -124,6 +128,10 @@ class Workload:
     def server_env(self, settings: Settings) -> dict[str, str]:
         """Environment variables added to the server's own."""
         return {}
+
+    def certificate(self, settings: Settings) -> Certificate | None:
+        """The certificate the server is started with (mode TLS), or None."""
+        return None
 
     def measure(self, server: RunningServer, settings: Settings) -> dict:
         raise NotImplementedError
@@ -325,10 +333,23 @@ class Http2Load(Workload):
             "warmup_s": settings.warmup,
         }
 
+    #: h2load options naming the protocol (none: prior knowledge in cleartext)
+    protocol_args: tuple[str, ...] = ()
+
+    def url(self, server: RunningServer) -> str:
+        return f"http://{HOST}:{server.port}/"
+
     def measure(self, server: RunningServer, settings: Settings) -> dict:
         reason = NO_CLEARTEXT_H2.get(server.spec.key)
         if reason is not None:
             raise Unsupported(reason)
+        return self.measure_h2load(server, settings)
+
+    def check_output(self, output: str) -> None:
+        """Raise :class:`MeasurementFailed` if h2load did not speak HTTP/2."""
+
+    def measure_h2load(self, server: RunningServer, settings: Settings) -> dict:
+        """Run h2load against ``server`` and return its numbers."""
         argv = [
             "h2load",
             "-t1",
@@ -336,7 +357,8 @@ class Http2Load(Workload):
             f"-m{self.streams // self.connections}",
             f"-D{settings.duration}",
             f"--warm-up-time={max(settings.warmup, 0)}",
-            f"http://{HOST}:{server.port}/",
+            *self.protocol_args,
+            self.url(server),
         ]
         seconds = settings.duration + settings.warmup
         try:
@@ -359,11 +381,71 @@ class Http2Load(Workload):
                 f"h2load exited with {done.returncode}: "
                 + tail(done.stderr + done.stdout)
             )
+        self.check_output(done.stdout)
         result = parse_h2load(done.stdout)
         server.check_alive()
         if not result["requests"]:
             raise MeasurementFailed("h2load completed no request: " + tail(done.stdout))
         return result
+
+
+class Http2TlsLoad(Http2Load):
+    """:class:`Http2Load` over TLS: h2load negotiates ``h2`` by ALPN (it fails
+    if the server picks anything else), so Daphne 4 is measured too and the
+    ratios are against it. Every server gets the same self-signed
+    certificate, made once per run in a temporary folder
+    (:func:`servers.make_certificate`)."""
+
+    mode = TLS
+    baseline = None
+    # Offer h2 alone: h2load's default list ends with http/1.1, which would
+    # measure HTTP/1.1 on a server that does not pick h2.
+    protocol_args = ("--npn-list=h2",)
+    note = (
+        "h2load (nghttp2) over TLS, HTTP/2 by ALPN, a self-signed EC P-256 "
+        "certificate made for the run; ratios against Daphne 4 (granian, in "
+        "Rust, for reference); uvicorn has no HTTP/2."
+    )
+
+    def __init__(self, connections: int, streams: int) -> None:
+        super().__init__(connections, streams)
+        self.key = f"http2-tls-c{connections}-s{streams}"
+        self.title = (
+            f"HTTP/2 over TLS GET /, {streams} streams over {connections} connections"
+        )
+        self._folder: tempfile.TemporaryDirectory | None = None
+        self._certificate: Certificate | None = None
+
+    def describe(self, settings: Settings) -> dict:
+        return {**super().describe(settings), "tls": "ALPN h2, EC P-256 self-signed"}
+
+    def certificate(self, settings: Settings) -> Certificate:
+        if self._certificate is None:
+            self._folder = tempfile.TemporaryDirectory(prefix="daphne-bench-tls-")
+            try:
+                self._certificate = make_certificate(
+                    Path(self._folder.name), settings.paths.bin("main") / "python"
+                )
+            except FileNotFoundError as exc:
+                raise Unsupported(str(exc)) from exc
+            except subprocess.SubprocessError as exc:
+                detail = getattr(exc, "stderr", None) or b""
+                raise MeasurementFailed(
+                    f"could not make a certificate: {exc} "
+                    + tail(detail.decode(errors="replace"))
+                ) from exc
+        return self._certificate
+
+    def url(self, server: RunningServer) -> str:
+        return f"https://{HOST}:{server.port}/"
+
+    def measure(self, server: RunningServer, settings: Settings) -> dict:
+        # Every server here speaks HTTP/2 over TLS: none is n/a up front.
+        return self.measure_h2load(server, settings)
+
+    def check_output(self, output: str) -> None:
+        if "Application protocol: h2" not in output:
+            raise MeasurementFailed("ALPN did not pick h2: " + tail(output))
 
 
 # -- WebSocket through ws_client.py ----------------------------------------------
@@ -708,6 +790,7 @@ WORKLOADS: tuple[Workload, ...] = (
     HttpWrk(64),
     HttpWrk(1),
     Http2Load(4, 64),
+    Http2TlsLoad(4, 64),
     WebSocketEcho(),
     WebSocketIdle(),
     WebSocketEchoDeflate(),
