@@ -302,7 +302,9 @@ class Http2Load(Workload):
     """HTTP/2 GET / with h2load: ``streams`` concurrent streams spread over
     ``connections`` connections, in cleartext with prior knowledge."""
 
-    feature = "http"
+    #: Its own feature name: Daphne 4 lacks cleartext HTTP/2 but not HTTP/2
+    #: over TLS, and a lacking feature is remembered for the rest of the run.
+    feature = "http2-cleartext"
     headline = "rps"
     servers = ("daphne", "daphne4", "hypercorn", "granian")
     #: Daphne 4 has no cleartext HTTP/2: the ratios are against hypercorn.
@@ -397,6 +399,7 @@ class Http2TlsLoad(Http2Load):
     (:func:`servers.make_certificate`)."""
 
     mode = TLS
+    feature = "http2-tls"
     baseline = None
     # Offer h2 alone: h2load's default list ends with http/1.1, which would
     # measure HTTP/1.1 on a server that does not pick h2.
