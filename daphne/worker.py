@@ -91,7 +91,7 @@ class Worker:
         #: This worker's own channel (named by the layer in :meth:`run`).
         self.channel = ""
         #: reply channel -> the run it belongs to
-        self.runs: dict[str, HTTPRun | WebSocketRun] = {}
+        self.runs: dict[str, Run] = {}
         self.state: dict[str, Any] = {}
         self.stopping: asyncio.Event | None = None
         self.slots: asyncio.Semaphore | None = None
@@ -275,14 +275,14 @@ class Worker:
             return
         self.handled += 1
         if channel == "http.request":
-            run: HTTPRun | WebSocketRun = HTTPRun(self, message)
+            run: Run = HTTPRun(self, message)
         else:
             run = WebSocketRun(self, message)
         self.runs[reply_channel] = run
         run.task = asyncio.ensure_future(run.run())
         run.task.add_done_callback(lambda _: self.finished(reply_channel, run))
 
-    def finished(self, reply_channel: str, run: HTTPRun | WebSocketRun) -> None:
+    def finished(self, reply_channel: str, run: Run) -> None:
         assert self.slots is not None
         if self.runs.get(reply_channel) is run:
             del self.runs[reply_channel]
@@ -312,8 +312,9 @@ def address(value: Any) -> tuple[str, int] | None:
     return (host, port)
 
 
-class HTTPRun:
-    """One ``http.request``: an instance, its body and its replies."""
+class Run:
+    """What every application instance the worker runs holds: the message
+    that started it, its reply channel, its task and its input events."""
 
     def __init__(self, worker: Worker, message: dict) -> None:
         self.worker = worker
@@ -321,6 +322,13 @@ class HTTPRun:
         self.reply_channel: str = message["reply_channel"]
         self.task: asyncio.Future | None = None
         self.events: asyncio.Queue[Event] = asyncio.Queue()
+
+
+class HTTPRun(Run):
+    """One ``http.request``: an instance, its body and its replies."""
+
+    def __init__(self, worker: Worker, message: dict) -> None:
+        super().__init__(worker, message)
         body_channel = message.get("body_channel")
         self.body_channel: str | None = body_channel or None
         self.events.put_nowait(
@@ -460,15 +468,11 @@ class HTTPRun:
             )
 
 
-class WebSocketRun:
+class WebSocketRun(Run):
     """One WebSocket's instance, from ``websocket.connect`` to its end."""
 
     def __init__(self, worker: Worker, message: dict) -> None:
-        self.worker = worker
-        self.message = message
-        self.reply_channel: str = message["reply_channel"]
-        self.task: asyncio.Future | None = None
-        self.events: asyncio.Queue[Event] = asyncio.Queue()
+        super().__init__(worker, message)
         self.events.put_nowait({"type": "websocket.connect"})
         #: The ``order`` of the next client message to deliver; later ones
         #: wait in ``early`` (the layer may reorder messages sent together).
