@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -157,30 +158,39 @@ def test_a_killed_worker_is_replaced_and_the_others_serve_on(tmp_path):
         assert all(get(server.port)["pid"] in replaced for _ in range(10))
 
 
+@contextmanager
+def steady_load(fetch: Callable[[], object]) -> Iterator[list[object]]:
+    """Requests one after another from a thread while the block runs: the
+    list holds each one's result (the worker's PID) or the exception it
+    raised."""
+    results: list[object] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                results.append(fetch())
+            except Exception as exc:  # noqa: BLE001 (the test counts them)
+                results.append(exc)
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    try:
+        yield results
+    finally:
+        stop.set()
+        thread.join(PATIENCE)
+
+
 def test_sighup_replaces_every_worker_without_a_failed_request(tmp_path):
     with supervised(tmp_path, 2) as server:
         before = live_workers(server)
-        results: list[object] = []
-        stop = threading.Event()
-
-        def load() -> None:
-            while not stop.is_set():
-                try:
-                    results.append(get(server.port)["pid"])
-                except Exception as exc:  # noqa: BLE001 (the test counts them)
-                    results.append(exc)
-
-        thread = threading.Thread(target=load)
-        thread.start()
-        try:
+        with steady_load(lambda: get(server.port)["pid"]) as results:
             wait_until(lambda: len(results) >= 20, "some requests before SIGHUP")
             server.proc.send_signal(signal.SIGHUP)
             server.wait_for_line("Reload complete", "stderr", timeout=PATIENCE)
             count = len(results)
             wait_until(lambda: len(results) >= count + 20, "requests after it")
-        finally:
-            stop.set()
-            thread.join(PATIENCE)
         failures = [r for r in results if isinstance(r, Exception)]
         assert failures == []
         after = wait_workers(server, 2)
@@ -358,19 +368,7 @@ def test_workers_share_a_unix_socket_its_path_kept_by_the_supervisor(tmp_path):
         before = live_workers(server)
         assert stat.S_ISSOCK(path.stat().st_mode)
         assert {get_unix(path) for _ in range(6)} <= before
-        results: list[object] = []
-        stop = threading.Event()
-
-        def load() -> None:
-            while not stop.is_set():
-                try:
-                    results.append(get_unix(path))
-                except Exception as exc:  # noqa: BLE001 (the test counts them)
-                    results.append(exc)
-
-        thread = threading.Thread(target=load)
-        thread.start()
-        try:
+        with steady_load(lambda: get_unix(path)) as results:
             wait_until(lambda: len(results) >= 20, "some requests before SIGHUP")
             server.proc.send_signal(signal.SIGHUP)
             server.wait_for_line("Reload complete", "stderr", timeout=PATIENCE)
@@ -380,9 +378,6 @@ def test_workers_share_a_unix_socket_its_path_kept_by_the_supervisor(tmp_path):
                 )
             count = len(results)
             wait_until(lambda: len(results) >= count + 20, "requests after it")
-        finally:
-            stop.set()
-            thread.join(PATIENCE)
         assert [r for r in results if isinstance(r, Exception)] == []
         after = wait_workers(server, 2)
         assert after.isdisjoint(before)
