@@ -647,30 +647,30 @@ class WebSocketIdle(Workload):
 DEFLATE_SERVERS = ("daphne", "uvicorn-httptools", "hypercorn")
 
 
-class WebSocketEchoDeflate(WebSocketEcho):
+class Compressed:
+    """Mixed into a WebSocket workload: the same measurement with
+    permessage-deflate offered and agreed, among :data:`DEFLATE_SERVERS`."""
+
+    servers = DEFLATE_SERVERS
+    baseline = "uvicorn-httptools"
+    client_args = ("--deflate",)
+
+    def title_for(self, settings: Settings) -> str:
+        return super().title_for(settings) + ", compressed"  # type: ignore[misc]
+
+
+class WebSocketEchoDeflate(Compressed, WebSocketEcho):
     """The echo with permessage-deflate offered and agreed."""
 
     key = "ws-echo-deflate"
-    servers = DEFLATE_SERVERS
-    baseline = "uvicorn-httptools"
-    client_args = ("--deflate",)
     note = "permessage-deflate agreed on every connection; ratios against uvicorn"
 
-    def title_for(self, settings: Settings) -> str:
-        return super().title_for(settings) + ", compressed"
 
-
-class WebSocketIdleDeflate(WebSocketIdle):
+class WebSocketIdleDeflate(Compressed, WebSocketIdle):
     """Memory per idle WebSocket that has compressed one message each way."""
 
     key = "ws-idle-deflate"
-    servers = DEFLATE_SERVERS
-    baseline = "uvicorn-httptools"
-    client_args = ("--deflate",)
     note = "each socket echoed one compressed message first (its zlib state exists)"
-
-    def title_for(self, settings: Settings) -> str:
-        return super().title_for(settings) + ", compressed"
 
 
 class JsonLines:
