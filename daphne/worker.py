@@ -750,6 +750,11 @@ def main(argv: list[str] | None = None) -> None:
         logger.setLevel(logging.DEBUG)
     if args.concurrency < 1:
         sys.exit("daphne-worker: --concurrency must be at least 1")
+    if not args.receive_timeout > 0:
+        # (0 would make a Redis pop block for ever: the worker could not stop.)
+        sys.exit("daphne-worker: --receive-timeout must be greater than 0")
+    if not args.shutdown_timeout >= 0:
+        sys.exit("daphne-worker: --shutdown-timeout must be 0 or more")
     sys.path.insert(0, ".")
     try:
         application = import_by_path(args.application)

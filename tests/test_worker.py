@@ -16,7 +16,8 @@ from channels.layers import InMemoryChannelLayer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daphne.worker import StartupFailed, Worker, build_parser
+from daphne.layers import InMemoryChannelLayer as V1Layer
+from daphne.worker import StartupFailed, Worker, build_parser, main
 
 REPLY = "reply.test"
 
@@ -161,6 +162,38 @@ def test_command_line_defaults():
     args = build_parser().parse_args(["a:layer", "b:app"])
     assert (args.channel_layer, args.application) == ("a:layer", "b:app")
     assert (args.concurrency, args.lifespan, args.verbosity) == (100, "auto", 1)
+
+
+#: Targets for the command-line refusals below.
+asyncio_layer = InMemoryChannelLayer()
+v1_layer = V1Layer()
+not_an_application = "a string"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--concurrency", "0"], "--concurrency must be at least 1"),
+        (["--receive-timeout", "0"], "--receive-timeout must be greater than 0"),
+        (["--shutdown-timeout", "-1"], "--shutdown-timeout must be 0 or more"),
+        (["tests.no_such_module:layer", "tests.apps:scope_route"], "no_such_module"),
+        (
+            ["tests.test_worker:asyncio_layer", "tests.test_worker:not_an_application"],
+            "is not an ASGI application",
+        ),
+        (
+            ["tests.test_worker:v1_layer", "tests.apps:scope_route"],
+            "is not an asyncio channel layer",
+        ),
+    ],
+)
+def test_command_line_refusals_are_one_line(argv, message):
+    if len(argv) == 2 and argv[0].startswith("--"):
+        argv = [*argv, "tests.test_worker:asyncio_layer", "tests.apps:scope_route"]
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert str(exited.value).startswith("daphne-worker: ")
+    assert message in str(exited.value)
 
 
 @settings(max_examples=200, deadline=None)
