@@ -415,6 +415,19 @@ def test_an_idle_socket_keeps_a_single_timer():
     assert len(conn.clock.getDelayedCalls()) == 1
 
 
+def test_an_open_socket_lets_go_of_the_http_response_writer():
+    """Nothing is answered as HTTP once the socket is open; the writer stays
+    only while a refusal is still possible."""
+    conn = ws_connect()
+    conn.handshake()
+    assert conn.protocol.writer is not None
+    conn.accept()
+    assert conn.protocol.writer is None
+    conn.protocol.shutdown()
+    (close,) = conn.frames()
+    assert Close.parse(close.data).code == 1001
+
+
 def test_connect_timeout_longer_than_the_head_timeout_refuses_on_time():
     """The connection's timer was set for the request head (10 s); moved
     lazily, it wakes the session early, and the refusal still comes at 30 s."""

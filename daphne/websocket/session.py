@@ -160,6 +160,10 @@ class Carrier(Protocol):
 
     def unregister_producer(self) -> None: ...
 
+    def accepted(self) -> None:
+        """The handshake was accepted: nothing more is answered as HTTP (the
+        carrier may let go of what only HTTP needed)."""
+
     def set_timer(self, delay: float) -> None:
         """Call the session's ``timer_fired`` in ``delay`` seconds (or
         earlier: the session checks its deadlines). Ignored once the carrier
@@ -411,6 +415,7 @@ class WebSocketSession:
             self.key, subprotocol, headers, engines.server_header, extensions
         )
         conn.send(head)
+        conn.accepted()
         self.phase = Phase.OPEN
         self.log_access("connected")
         now = self.last_seen = self.reactor.seconds()
@@ -508,8 +513,7 @@ class WebSocketSession:
         self.arm()
 
     def cancel_timers(self) -> None:
-        """Every deadline of this socket (the connection is closing or gone).
-        The carrier's timer, if set, finds nothing to do."""
+        """Drop every deadline (the connection is closing or gone)."""
         self.connect_at = self.lifetime_at = self.ping_at = self.close_at = None
 
     def connect_timed_out(self) -> None:
