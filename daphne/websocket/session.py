@@ -203,7 +203,6 @@ class WebSocketSession:
         "read_paused",
         "last_seen",
         "ping_sent",
-        "log_path",
         *DEADLINES,
     )
 
@@ -228,14 +227,15 @@ class WebSocketSession:
         self.last_seen = 0.0
         #: When the unanswered ping went out, or None.
         self.ping_sent: float | None = None
-        self.log_path = scope["raw_path"].decode("latin-1")
-        # Deadlines (reactor times), None when not set; see timer_fired.
-        self.connect_at: float | None = None
-        self.lifetime_at: float | None = None
-        #: When to look at the idle time (or the unanswered ping) again.
-        self.ping_at: float | None = None
-        #: Aborts a close handshake the client does not answer.
-        self.close_at: float | None = None
+        # Deadlines (reactor times, or None; see timer_fired): connect timeout,
+        # lifetime, the next look at idleness (or at the unanswered ping), and
+        # the close handshake's end.
+        self.connect_at = self.lifetime_at = self.ping_at = self.close_at = None
+
+    @property
+    def log_path(self) -> str:
+        """The path, as log messages show it (made when needed: rarely)."""
+        return self.scope["raw_path"].decode("latin-1")
 
     # -- from the carrier --------------------------------------------------------
 
