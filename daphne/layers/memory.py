@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .base import (
+    MAX_NAME_LENGTH,
     ChannelFull,
     MessageTooLarge,
     check_channel_name,
@@ -168,6 +169,9 @@ class InMemoryChannelLayer:
         self._reader_loops: weakref.WeakSet = weakref.WeakSet()
         #: Channel lists already checked for receive().
         self._checked: dict[tuple, list[str]] = {}
+        #: Names already checked for send() (see _queue_name).
+        self._send_names: dict[str, str] = {}
+        self._send_prefixes: dict[str, str] = {}
         #: Queues sent to from an event loop whose waiters are yet to be woken.
         #: (Per loop: a loop that stops before its turn ends only delays
         #: the wake-ups of its own sends, until the receivers' timeout.)
@@ -180,8 +184,25 @@ class InMemoryChannelLayer:
 
     def send(self, channel: str, message: dict) -> None:
         """Queue ``message``; ``ChannelFull`` if the channel is at capacity."""
-        check_channel_name(channel)
-        self._put(non_local_name(channel), channel, self._copy(message))
+        queue_name = self._queue_name(channel)
+        self._put(queue_name, channel, self._copy(message))
+
+    def send_owned(self, channel: str, message: dict, size: int) -> None:
+        """:meth:`send` for a message its sender built for the layer alone.
+
+        The sender promises that ``message`` holds only what :meth:`send`
+        accepts, that nothing else refers to its lists and dicts, and that it
+        never touches it again; so it is queued as it is, neither checked nor
+        copied. ``size`` is the sender's estimate of its size, held against
+        ``max_message_size``. (daphne's own messages, which it builds afresh
+        for every send, go this way: copying them cost more than the rest of
+        a send.)"""
+        queue_name = self._queue_name(channel)
+        if size > self.max_message_size:
+            raise MessageTooLarge(
+                f"Message of about {size} bytes is larger than {self.max_message_size}"
+            )
+        self._put(queue_name, channel, message)
 
     def _put(self, queue_name: str, channel: str, message: dict) -> None:
         with self._lock:
@@ -191,7 +212,8 @@ class InMemoryChannelLayer:
                 queue = self._queues[queue_name] = deque()
             elif queue and queue[0][0] <= now:
                 _drop_expired(queue, now)
-            if len(queue) >= self._capacity(queue_name):
+            capacity = self._capacities.get(queue_name) or self._capacity(queue_name)
+            if len(queue) >= capacity:
                 raise ChannelFull(f"Channel {channel} is full")
             queue.append((now + self.expiry, channel, message))
             if queue_name in self._waiters:
@@ -216,10 +238,12 @@ class InMemoryChannelLayer:
 
         With ``block``, wait up to ``blocking_timeout`` seconds for one."""
         names = self._receive_names(channels)
+        with self._lock:
+            item = self._pop(names)
+        if item is not None:
+            return item[1], item[2]
         if not block:
-            with self._lock:
-                item = self._pop(names)
-            return (item[1], item[2]) if item is not None else (None, None)
+            return None, None
         # A lock held until a sender releases it: the cheapest way to wake
         # one thread (a threading.Event adds a Condition and its own lock).
         signal = threading.Lock()
@@ -271,6 +295,42 @@ class InMemoryChannelLayer:
             waiter = _Waiter(lambda: reactor.callFromThread(attempt), names)
         attempt()
         return result
+
+    def receive_batch(
+        self, channels: Iterable[str], limit: int
+    ) -> list[tuple[str, dict]]:
+        """Up to ``limit`` messages from ``channels``, oldest first, without
+        waiting: what ``limit`` non-blocking :meth:`receive` calls would give,
+        for the price of one. (daphne's reply reader drains its replies with
+        it, then waits with :meth:`receive_twisted`.)"""
+        names = self._receive_names(channels)
+        batch: list[tuple[str, dict]] = []
+        with self._lock:
+            if len(names) == 1:
+                name = names[0]
+                queue = self._queues.get(name)
+                if not queue:
+                    return batch
+                now = self.clock()
+                if queue[0][0] <= now:
+                    _drop_expired(queue, now)
+                popleft = queue.popleft
+                for _ in range(min(limit, len(queue))):
+                    item = popleft()
+                    batch.append((item[1], item[2]))
+                if queue:
+                    waiters = self._waiters.get(name)
+                    if waiters:
+                        self._wake(waiters[0])
+                elif len(self._queues) > 1000:
+                    del self._queues[name]
+                return batch
+            while len(batch) < limit:
+                item = self._pop(names)
+                if item is None:
+                    break
+                batch.append((item[1], item[2]))
+        return batch
 
     def new_channel(self, pattern: str) -> str:
         """A fresh channel name: ``pattern`` (ending in ``?``) made unique."""
@@ -327,6 +387,31 @@ class InMemoryChannelLayer:
             self._groups.clear()
 
     # -- internals (callers hold the lock where noted) ---------------------------
+
+    def _queue_name(self, channel: str) -> str:
+        """The queue of ``channel``, a name to send to, once checked.
+
+        Checked names are remembered: well-known names whole, process-specific
+        ones by their prefix (their suffixes differ per connection), a suffix
+        of letters and digits needing no further check."""
+        queue_name = self._send_names.get(channel)
+        if queue_name is not None:
+            return queue_name
+        if type(channel) is str and len(channel) < MAX_NAME_LENGTH:
+            bang = channel.find("!")
+            if bang >= 0:
+                queue_name = channel[: bang + 1]
+                suffix = channel[bang + 1 :]
+                # (Letters and digits are a subset of the \w the rule allows.)
+                if queue_name in self._send_prefixes and suffix.isalnum():
+                    return queue_name
+        check_channel_name(channel)
+        queue_name = non_local_name(channel)
+        names = self._send_names if queue_name == channel else self._send_prefixes
+        if len(names) > 1000:
+            names.clear()  # (names made up on the fly come and go)
+        names[queue_name] = queue_name
+        return queue_name
 
     def _receive_names(self, channels: Iterable[str]) -> list[str]:
         if isinstance(channels, str):
