@@ -18,8 +18,9 @@ the whole server against its peers.
 transport, served by a ``LayerHost`` on ``daphne.layers.InMemoryChannelLayer``
 (the reply reader daphne picks for it, on a real asyncio loop), the worker
 played inline by ``v1_answers.handle`` (what ``layer_app.py``'s threads
-run), so one request is daphne's layer work plus one worker's, without the
-thread switches (which ``make bench`` measures):
+run), on 8 connections at a time (as under load, where the reader takes
+several replies per wake-up), so one request is daphne's layer work plus one
+worker's, without the thread switches (which ``make bench`` measures):
 
     python benchmarks/hotpath.py --ab layer
 
@@ -116,6 +117,11 @@ def run(kind: str, count: int) -> None:
         transport.clear()
 
 
+#: Connections served together in the ``layer`` count: each round, each
+#: sends a request, the worker answers them all, the reader takes the replies.
+LAYER_CONNECTIONS = 8
+
+
 def run_layer(count: int) -> None:
     """``count`` GETs in channel-layer mode, the worker answering inline."""
     import asyncio
@@ -137,25 +143,31 @@ def run_layer(count: int) -> None:
         config = layer_config(Config(), layer, set())
         host = LayerHost(layer, config, clock, asyncio.get_running_loop())
         await host.start_reading()
-        conn = HTTPFactory(config, host, clock).buildProtocol(None)
-        transport = StringTransport()
-        conn.makeConnection(transport)
+        factory = HTTPFactory(config, host, clock)
+        conns = []
+        for _ in range(LAYER_CONNECTIONS):
+            conn = factory.buildProtocol(None)
+            conn.makeConnection(StringTransport())
+            conns.append(conn)
 
         def work() -> None:
-            channel, message = layer.receive(CHANNELS)
-            if channel is None:
-                raise SystemExit("the worker found no message")
-            handle(layer, channel, message)
+            while True:
+                channel, message = layer.receive(CHANNELS)
+                if channel is None:
+                    return
+                handle(layer, channel, message)
 
-        for _ in range(count):
-            conn.dataReceived(REQUEST)
-            work()  # http.request
+        for _ in range(count // LAYER_CONNECTIONS):
+            for conn in conns:
+                conn.dataReceived(REQUEST)
+            work()  # the requests
             for _ in range(3):  # (the reply reader's wake-up)
                 await asyncio.sleep(0)
-            work()  # http.disconnect
-            if not transport.value().endswith(b"Hello, world!"):
-                raise SystemExit("no response")
-            transport.clear()
+            work()  # their http.disconnect
+            for conn in conns:
+                if not conn.transport.value().endswith(b"Hello, world!"):
+                    raise SystemExit("no response")
+                conn.transport.clear()
         host.reader.stop()
 
     asyncio.run(serve())

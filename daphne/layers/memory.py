@@ -23,10 +23,10 @@ import re
 import string
 import threading
 import time
-import weakref
 from asyncio import _get_running_loop
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from threading import get_ident
 from typing import Any
 
 from .base import (
@@ -165,17 +165,16 @@ class InMemoryChannelLayer:
         self._queues: dict[str, deque[Item]] = {}
         self._capacities: dict[str, int] = {}
         self._waiters: dict[str, list[_Waiter]] = {}
-        #: Event loops that receive through receive_twisted (weakly held).
-        self._reader_loops: weakref.WeakSet = weakref.WeakSet()
+        #: thread id -> the event loop that last ran receive_twisted there.
+        self._reader_loops: dict[int, Any] = {}
         #: Channel lists already checked for receive().
         self._checked: dict[tuple, list[str]] = {}
         #: Names already checked for send() (see _queue_name).
         self._send_names: dict[str, str] = {}
         self._send_prefixes: dict[str, str] = {}
-        #: Queues sent to from an event loop whose waiters are yet to be woken.
-        #: (Per loop: a loop that stops before its turn ends only delays
-        #: the wake-ups of its own sends, until the receivers' timeout.)
-        self._pending_wakes: dict[Any, set[str]] = {}
+        #: thread id -> (its reader loop, queues sent to from that loop whose
+        #: waiters are yet to be woken, after the loop's current callbacks).
+        self._pending_wakes: dict[int, tuple[Any, set[str]]] = {}
         #: group -> {channel: membership expiry time}
         self._groups: dict[str, dict[str, float]] = {}
         self._random = random.SystemRandom()
@@ -217,19 +216,7 @@ class InMemoryChannelLayer:
                 raise ChannelFull(f"Channel {channel} is full")
             queue.append((now + self.expiry, channel, message))
             if queue_name in self._waiters:
-                loop = _get_running_loop()
-                if loop is None or loop not in self._reader_loops:
-                    self._wake(self._waiters[queue_name][0])
-                else:
-                    # Sent from the loop of a Twisted receive (daphne's reactor
-                    # thread, whose loop always turns): wake the receivers once,
-                    # after the loop's current callbacks, so a burst of sends
-                    # costs one thread switch, not one each.
-                    pending = self._pending_wakes.get(loop)
-                    if pending is None:
-                        pending = self._pending_wakes[loop] = set()
-                        loop.call_soon(self._wake_pending, loop)
-                    pending.add(queue_name)
+                self._wake_soon(queue_name)
 
     def receive(
         self, channels: Iterable[str], block: bool = False
@@ -289,7 +276,7 @@ class InMemoryChannelLayer:
         # a timed call and a second loop turn.
         loop = _get_running_loop()
         if loop is not None:
-            self._reader_loops.add(loop)
+            self._reader_loops[get_ident()] = loop
             waiter = _Waiter(lambda: loop.call_soon_threadsafe(attempt), names)
         else:
             waiter = _Waiter(lambda: reactor.callFromThread(attempt), names)
@@ -477,13 +464,48 @@ class InMemoryChannelLayer:
             del self._queues[best_name]  # (keep the table of queues small)
         return item
 
-    def _wake_pending(self, loop: Any) -> None:
+    def _wake_soon(self, queue_name: str) -> None:
+        """Wake a waiter on ``queue_name``, which has a message (lock held).
+
+        At once, unless the send comes from the loop of a Twisted receive
+        (daphne's reactor thread, whose loop always turns): then the waiters
+        of everything it sends are woken once, after the loop's current
+        callbacks, so that a burst of sends costs one thread switch, not one
+        each. (Keyed by thread, as finding the running loop costs more than
+        a send. A loop that stops before its turn ends leaves its wake-ups to
+        the thread's next send.)"""
+        ident = get_ident()
+        pending = self._pending_wakes.get(ident)
+        if pending is not None:
+            loop, names = pending
+            if loop.is_running():
+                names.add(queue_name)
+                return
+            del self._pending_wakes[ident]
+            self._wake_names(names)
+        else:
+            loop = self._reader_loops.get(ident)
+            if loop is not None and _get_running_loop() is loop:
+                self._pending_wakes[ident] = (loop, {queue_name})
+                loop.call_soon(self._wake_pending, ident)
+                return
+        waiters = self._waiters.get(queue_name)
+        if waiters:
+            self._wake(waiters[0])
+
+    def _wake_pending(self, ident: int) -> None:
         with self._lock:
-            for name in self._pending_wakes.pop(loop, ()):
-                waiters = self._waiters.get(name)
-                queue = self._queues.get(name)
-                if waiters and queue:
-                    self._wake(waiters[0])
+            pending = self._pending_wakes.pop(ident, None)
+            if pending is not None:
+                self._wake_names(pending[1])
+
+    def _wake_names(self, names: Iterable[str]) -> None:
+        """Wake a waiter on each of ``names`` that has a message (lock held)."""
+        for name in names:
+            waiters = self._waiters.get(name)
+            queue = self._queues.get(name)
+            if waiters and queue:
+                self._wake(waiters[0])
 
     def _register(self, waiter: _Waiter) -> None:
         for name in waiter.names:
