@@ -202,6 +202,8 @@ class LayerHost:
         #: reply channel -> the instance awaiting replies on it
         self.instances: dict[str, LayerInstance] = {}
         self.reader: Reader = self._choose_reader()
+        #: The reader wants to hear of every send (to poll sooner).
+        self.polling = isinstance(self.reader, PollingReader)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -269,7 +271,8 @@ class LayerHost:
         ``message`` is the layer's from now on: built for this send, sharing
         no list or dict with anything else, never touched again. ``size`` is
         about how many bytes it holds beyond its fixed keys."""
-        self.reader.activity()
+        if self.polling:
+            self.reader.activity()
         if self.is_async:
             if instance.outbox is None:
                 instance.outbox = deque()
@@ -837,9 +840,9 @@ def reply_headers(headers: Any) -> list[tuple[bytes, bytes]]:
     pairs = []
     try:
         for name, value in headers or ():
-            if isinstance(name, str):
+            if type(name) is not bytes and isinstance(name, str):
                 name = name.encode("latin-1")
-            if isinstance(value, str):
+            if type(value) is not bytes and isinstance(value, str):
                 value = value.encode("latin-1")
             pairs.append((name, value))
     except (TypeError, ValueError, UnicodeEncodeError) as exc:
