@@ -41,7 +41,8 @@ Reply readers, best first:
   connection, on the reactor's asyncio loop;
 * :class:`TwistedReader`, for layers with the ``twisted`` extension
   (``daphne.layers.InMemoryChannelLayer``, ``asgi_redis`` with txredisapi):
-  the layer wakes the reactor when a reply arrives, so nothing polls;
+  the layer wakes the reactor when a reply arrives, so nothing polls (and
+  the in-memory layer's queued replies are taken a batch at a time);
 * :class:`PollingReader`, for any other layer (or ``--force-sync``): a
   non-blocking ``receive`` whose delay shrinks under traffic and grows when
   idle, and which stops while no connection awaits a reply.

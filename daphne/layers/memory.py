@@ -9,7 +9,9 @@ sends.
 
 Messages are copied on send (checking that they hold only what a layer that
 serialises them could carry), so a sender that changes a message afterwards
-cannot change what is received. Each queue is bounded (``capacity``, with
+cannot change what is received; ``send_owned`` skips both for a sender that
+builds each message for the layer alone (daphne does). ``receive_batch``
+takes many queued messages for the price of one ``receive``. Each queue is bounded (``capacity``, with
 ``channel_capacity`` globs overriding it), messages expire after ``expiry``
 seconds and group memberships after ``group_expiry`` seconds.
 """
