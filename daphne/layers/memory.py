@@ -289,9 +289,8 @@ class InMemoryChannelLayer:
         self, channels: Iterable[str], limit: int
     ) -> list[tuple[str, dict]]:
         """Up to ``limit`` messages from ``channels``, oldest first, without
-        waiting: what ``limit`` non-blocking :meth:`receive` calls would give,
-        for the price of one. (daphne's reply reader drains its replies with
-        it, then waits with :meth:`receive_twisted`.)"""
+        waiting: ``limit`` non-blocking :meth:`receive` calls for the price
+        of one (daphne's reply reader drains its replies with it)."""
         names = self._receive_names(channels)
         batch: list[tuple[str, dict]] = []
         with self._lock:
@@ -378,11 +377,9 @@ class InMemoryChannelLayer:
     # -- internals (callers hold the lock where noted) ---------------------------
 
     def _queue_name(self, channel: str) -> str:
-        """The queue of ``channel``, a name to send to, once checked.
-
-        Checked names are remembered: well-known names whole, process-specific
-        ones by their prefix (their suffixes differ per connection), a suffix
-        of letters and digits needing no further check."""
+        """The queue of ``channel``, a name to send to, once checked (and
+        remembered: well-known names whole, process-specific ones by prefix,
+        a suffix of letters and digits needing no further check)."""
         queue_name = self._send_names.get(channel)
         if queue_name is not None:
             return queue_name
@@ -467,15 +464,12 @@ class InMemoryChannelLayer:
         return item
 
     def _wake_soon(self, queue_name: str) -> None:
-        """Wake a waiter on ``queue_name``, which has a message (lock held).
-
-        At once, unless the send comes from the loop of a Twisted receive
-        (daphne's reactor thread, whose loop always turns): then the waiters
-        of everything it sends are woken once, after the loop's current
-        callbacks, so that a burst of sends costs one thread switch, not one
-        each. (Keyed by thread, as finding the running loop costs more than
-        a send. A loop that stops before its turn ends leaves its wake-ups to
-        the thread's next send.)"""
+        """Wake a waiter on ``queue_name``, which has a message (lock held):
+        at once, or, for a send from the loop of a Twisted receive (daphne's
+        reactor, whose loop always turns), once after the loop's current
+        callbacks, so that a burst of sends costs one thread switch. (Keyed
+        by thread: finding the running loop costs more than a send. A loop
+        that stops mid-turn leaves its wake-ups to the thread's next send.)"""
         ident = get_ident()
         pending = self._pending_wakes.get(ident)
         if pending is not None:
