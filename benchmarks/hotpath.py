@@ -14,6 +14,16 @@ run to run whatever else the machine does, so two commits compare exactly
 It measures daphne's own Python on the hot path only; ``make bench`` measures
 the whole server against its peers.
 
+``layer`` counts channel-layer mode the same way: the same connection and
+transport, served by a ``LayerHost`` on ``daphne.layers.InMemoryChannelLayer``
+(the reply reader daphne picks for it, on a real asyncio loop), the worker
+played inline by ``v1_answers.handle`` (what ``layer_app.py``'s threads
+run), on 8 connections at a time (as under load, where the reader takes
+several replies per wake-up), so one request is daphne's layer work plus one
+worker's, without the thread switches (which ``make bench`` measures):
+
+    python benchmarks/hotpath.py --ab layer
+
 ``wire-http`` and ``wire-ws`` count the whole server instead: the reactor
 daphne installs (on uvloop), a real loopback socket, the ``AppHost`` running
 ``benchmarks/app.py``, answering a client in a separate process (which
@@ -107,6 +117,62 @@ def run(kind: str, count: int) -> None:
         transport.clear()
 
 
+#: Connections served together in the ``layer`` count: each round, each
+#: sends a request, the worker answers them all, the reader takes the replies.
+LAYER_CONNECTIONS = 8
+
+
+def run_layer(count: int) -> None:
+    """``count`` GETs in channel-layer mode, the worker answering inline."""
+    import asyncio
+
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from v1_answers import CHANNELS, handle
+
+    from daphne.config import Config
+    from daphne.hosts.layer import LayerHost, layer_config
+    from daphne.layers import InMemoryChannelLayer
+    from daphne.protocols import HTTPFactory
+
+    async def serve() -> None:
+        layer = InMemoryChannelLayer()
+        clock = Clock()
+        config = layer_config(Config(), layer, set())
+        host = LayerHost(layer, config, clock, asyncio.get_running_loop())
+        await host.start_reading()
+        factory = HTTPFactory(config, host, clock)
+        conns = []
+        for _ in range(LAYER_CONNECTIONS):
+            conn = factory.buildProtocol(None)
+            conn.makeConnection(StringTransport())
+            conns.append(conn)
+
+        def work() -> None:
+            while True:
+                channel, message = layer.receive(CHANNELS)
+                if channel is None:
+                    return
+                handle(layer, channel, message)
+
+        for _ in range(count // LAYER_CONNECTIONS):
+            for conn in conns:
+                conn.dataReceived(REQUEST)
+            work()  # the requests
+            for _ in range(3):  # (the reply reader's wake-up)
+                await asyncio.sleep(0)
+            work()  # their http.disconnect
+            for conn in conns:
+                if not conn.transport.value().endswith(b"Hello, world!"):
+                    raise SystemExit("no response")
+                conn.transport.clear()
+        host.reader.stop()
+
+    asyncio.run(serve())
+
+
 def run_wire(kind: str, count: int) -> None:
     """Serve one connection from a client process, then stop."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -187,6 +253,15 @@ def client(kind: str, count: int, port: int) -> None:
     sock.close()
 
 
+def run_kind(kind: str, count: int) -> None:
+    if kind == "layer":
+        run_layer(count)
+    elif kind.startswith("wire"):
+        run_wire(kind, count)
+    else:
+        run(kind, count)
+
+
 def profile(kind: str, count: int, top: int = 25) -> None:
     """cProfile's top entries (by own time) for ``count`` requests."""
     import cProfile
@@ -194,7 +269,7 @@ def profile(kind: str, count: int, top: int = 25) -> None:
 
     profiler = cProfile.Profile()
     profiler.enable()
-    (run_wire if kind.startswith("wire") else run)(kind, count)
+    run_kind(kind, count)
     profiler.disable()
     pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
 
@@ -223,7 +298,7 @@ def instructions(kind: str, count: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=["http", "ws", "wire-http", "wire-ws"])
+    parser.add_argument("kind", choices=["http", "ws", "layer", "wire-http", "wire-ws"])
     parser.add_argument("count", type=int, nargs="?", default=1000)
     parser.add_argument(
         "--ab",
@@ -242,9 +317,7 @@ def main() -> None:
         profile(options.kind, options.count)
         return
     if not options.ab:
-        (run_wire if options.kind.startswith("wire") else run)(
-            options.kind, options.count
-        )
+        run_kind(options.kind, options.count)
         return
     small = instructions(options.kind, options.count)
     large = instructions(options.kind, 5 * options.count)

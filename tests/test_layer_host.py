@@ -189,6 +189,60 @@ def test_http_request_message_and_reply():
     )
 
 
+def test_messages_share_no_list_with_the_scope():
+    """The in-memory layer takes daphne's messages without copying them: a
+    worker that changes one must not change the connection's scope."""
+    host, _, layer = make_host(force_sync=True)
+    assert host.send_owned is not None
+    scope = http_scope()
+    host.start(scope, RecordingSink()).put({"type": "http.request", "body": b""})
+    _, message = layer.receive(["http.request"])
+    for key in ("headers", "client", "server"):
+        assert message[key] == scope[key] and message[key] is not scope[key]
+    ws = ws_scope()
+    host.start(ws, RecordingSink()).put({"type": "websocket.connect"})
+    _, message = layer.receive(["websocket.connect"])
+    for key in ("headers", "client", "server"):
+        assert message[key] == ws[key] and message[key] is not ws[key]
+
+
+class LoggingLayer(InMemoryChannelLayer):
+    """Overrides send and receive_twisted, not their shortcuts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[str] = []
+        self.waits = 0
+
+    def send(self, channel: str, message: dict) -> None:
+        self.sent.append(channel)
+        super().send(channel, message)
+
+    def receive_twisted(self, channels):
+        self.waits += 1
+        return super().receive_twisted(channels)
+
+
+def test_a_layer_overriding_send_or_receive_sees_every_message(monkeypatch):
+    """daphne's shortcuts (send_owned, receive_batch) are used only where
+    they cannot bypass a subclass's own send or receive_twisted."""
+    clock = Clock()
+    monkeypatch.setattr(memory, "_twisted_modules", (defer, FakeReactor(clock)))
+    layer = LoggingLayer()
+    host = LayerHost(layer, Config(), clock)
+    assert host.send_owned is None
+    assert host.reader.receive_batch is None
+    host.reader.read()
+    sink = RecordingSink()
+    instance = request(host, sink)
+    assert layer.sent == ["http.request"]
+    layer.send(instance.channel, {"status": 200})
+    clock.advance(0)
+    assert sink.events[0]["status"] == 200
+    assert layer.waits == 2  # (one receive_twisted per reply, and the next)
+    host.reader.stop()
+
+
 def test_http_reply_without_status_is_an_error(caplog):
     host, clock, layer = make_host(force_sync=True)
     sink = RecordingSink()
@@ -560,6 +614,31 @@ def test_twisted_reader_delivers_queued_and_later_replies(monkeypatch):
     layer.send(instances[2].channel, {"status": 202})
     clock.advance(0)
     assert [s.events[0]["status"] for s in sinks] == [200, 201, 202]
+    assert host.instances == {}
+    host.reader.stop()
+
+
+def test_twisted_reader_drains_queued_replies_in_batches(monkeypatch, caplog):
+    """Replies already queued are dispatched a batch per reactor turn, without
+    a Deferred each; one that cannot be dispatched does not stop the rest."""
+    host, clock, layer = twisted_host(monkeypatch)
+    batch = host.reader.BATCH
+    assert host.reader.receive_batch is not None
+    sinks = [RecordingSink() for _ in range(batch + 2)]
+    instances = [request(host, sink) for sink in sinks]
+    for n, instance in enumerate(instances):
+        layer.send(instance.channel, {"status": 200 + n})
+    fail_first_dispatch(host)
+    with caplog.at_level(logging.CRITICAL):
+        host.reader.read()
+    assert [bool(sink.events) for sink in sinks] == [False] + [True] * (batch - 1) + [
+        False
+    ] * 2
+    clock.advance(0)  # (the next turn: the rest)
+    assert all(sink.events for sink in sinks[1:])
+    layer.send(instances[0].channel, {"status": 299})  # (the reader waits again)
+    clock.advance(0)
+    assert sinks[0].events[0]["status"] == 299
     assert host.instances == {}
     host.reader.stop()
 

@@ -25,6 +25,7 @@ from hypothesis.stateful import (
 
 from daphne.layers import ChannelFull, InMemoryChannelLayer, MessageTooLarge
 from daphne.layers.conformance import ChannelLayerConformance, FakeClock
+from daphne.layers.memory import _Waiter
 
 
 class TestInMemoryConformance(ChannelLayerConformance):
@@ -100,6 +101,98 @@ def test_subclassed_values_arrive_as_their_base_types():
     _, message = layer.receive(["subclasses"])
     assert type(message["colour"]) is int and message["colour"] == 1
     assert type(message["name"]) is str and message["name"] == "x"
+
+
+def test_send_owned_queues_the_message_itself():
+    """No copy: the sender gave the message up."""
+    layer = InMemoryChannelLayer()
+    message = {"headers": [(b"a", b"b")], "body": b"x"}
+    layer.send_owned("owned", message, 1)
+    _, received = layer.receive(["owned"])
+    assert received is message
+
+
+def test_send_owned_holds_the_size_estimate_against_the_limit():
+    layer = InMemoryChannelLayer(max_message_size=100)
+    with pytest.raises(MessageTooLarge):
+        layer.send_owned("owned", {"body": b""}, 101)
+    layer.send_owned("owned", {"body": b""}, 100)
+    assert layer.receive(["owned"]) == ("owned", {"body": b""})
+
+
+def test_send_owned_checks_names_and_capacity():
+    layer = InMemoryChannelLayer(capacity=1)
+    for bad in ("bad name", "p!x" + "y" * 100, 42):
+        with pytest.raises(TypeError):
+            layer.send_owned(bad, {}, 0)
+    layer.send_owned("p!one", {}, 0)
+    with pytest.raises(ChannelFull):
+        layer.send_owned("p!two", {}, 0)
+
+
+@pytest.mark.parametrize("send", ["send", "send_owned"])
+def test_names_checked_once_are_still_checked_in_full(send):
+    """Checked names are remembered by their prefix: another name under the
+    same prefix is still refused when its own part is invalid."""
+
+    def put(channel: str) -> None:
+        if send == "send":
+            layer.send(channel, {})
+        else:
+            layer.send_owned(channel, {}, 0)
+
+    layer = InMemoryChannelLayer()
+    put("daphne.response.abc!xyz")
+    put("well.known")
+    for bad in (
+        "daphne.response.abc!x y",
+        "daphne.response.abc!x!y",
+        "daphne.response.abc!x?",
+        "daphne.response.abc!" + "x" * 80,
+        "well.known ",
+    ):
+        with pytest.raises(TypeError):
+            put(bad)
+    put("daphne.response.abc!x-y.z_0")  # (valid, though not letters and digits)
+    put("daphne.response.abc!")
+    assert len(layer.receive_batch(["daphne.response.abc!"], 10)) == 3
+
+
+def test_receive_batch_takes_up_to_its_limit_in_order():
+    layer = InMemoryChannelLayer()
+    for n in range(5):
+        layer.send(f"batch!{n}", {"n": n})
+    assert layer.receive_batch(["batch!"], 3) == [
+        (f"batch!{n}", {"n": n}) for n in range(3)
+    ]
+    assert layer.receive_batch(["batch!"], 3) == [
+        (f"batch!{n}", {"n": n}) for n in range(3, 5)
+    ]
+    assert layer.receive_batch(["batch!"], 3) == []
+
+
+def test_receive_batch_leaves_expired_messages_behind():
+    clock = FakeClock()
+    layer = InMemoryChannelLayer(expiry=10, clock=clock)
+    layer.send("batch!old", {"n": 1})
+    clock.advance(5)
+    layer.send("batch!new", {"n": 2})
+    clock.advance(6)
+    assert layer.receive_batch(["batch!"], 10) == [("batch!new", {"n": 2})]
+
+
+def test_receive_batch_passes_what_it_leaves_to_a_waiting_receiver():
+    """A batch that leaves messages queued wakes a receiver waiting on them
+    (one that began to wait while the queue was being filled)."""
+    layer = InMemoryChannelLayer()
+    for n in range(2):
+        layer.send(f"batch!{n}", {"n": n})
+    woken: list[bool] = []
+    layer._register(_Waiter(lambda: woken.append(True), ["batch!"]))
+    assert len(layer.receive_batch(["batch!"], 1)) == 1
+    assert woken == [True]
+    assert len(layer.receive_batch(["batch!"], 1)) == 1
+    assert woken == [True]  # (a woken waiter is no longer waiting)
 
 
 # -- threads -----------------------------------------------------------------
@@ -414,6 +507,37 @@ class LayerAgainstModel(RuleBasedStateMachine):
         _, expected_channel, n = self.queues[queue].popleft()
         assert channel == expected_channel
         assert message == {"n": n, "payload": [b"x", {"s": "y"}]}
+
+    @rule(channel=st.sampled_from(CHANNELS))
+    def send_owned(self, channel: str) -> None:
+        self.expire()
+        message = self.next_message()
+        if self.has_room(channel):
+            self.layer.send_owned(channel, message, 0)
+            self.put(channel, message["n"])
+        else:
+            with pytest.raises(ChannelFull):
+                self.layer.send_owned(channel, message, 0)
+
+    @rule(
+        names=st.lists(
+            st.sampled_from(RECEIVE_NAMES), min_size=1, max_size=3, unique=True
+        ),
+        limit=st.integers(min_value=1, max_value=4),
+    )
+    def receive_batch(self, names: list[str], limit: int) -> None:
+        """What ``limit`` non-blocking receives would give."""
+        self.expire()
+        batch = self.layer.receive_batch(names, limit)
+        assert len(batch) <= limit
+        for channel, message in batch:
+            queue = queue_of(channel)
+            assert queue in names and self.queues[queue]
+            _, expected_channel, n = self.queues[queue].popleft()
+            assert channel == expected_channel
+            assert message == {"n": n, "payload": [b"x", {"s": "y"}]}
+        if len(batch) < limit:
+            assert not any(self.queues[name] for name in names)
 
     @rule(seconds=st.sampled_from([1, 3, 7, 11]))
     def advance(self, seconds: int) -> None:

@@ -41,7 +41,8 @@ Reply readers, best first:
   connection, on the reactor's asyncio loop;
 * :class:`TwistedReader`, for layers with the ``twisted`` extension
   (``daphne.layers.InMemoryChannelLayer``, ``asgi_redis`` with txredisapi):
-  the layer wakes the reactor when a reply arrives, so nothing polls;
+  the layer wakes the reactor when a reply arrives, so nothing polls (and
+  the in-memory layer's queued replies are taken a batch at a time);
 * :class:`PollingReader`, for any other layer (or ``--force-sync``): a
   non-blocking ``receive`` whose delay shrinks under traffic and grows when
   idle, and which stops while no connection awaits a reply.
@@ -59,6 +60,7 @@ import logging
 import random
 import string
 from collections import deque
+from itertools import chain
 from typing import Any
 from urllib.parse import quote
 
@@ -130,6 +132,28 @@ def layer_config(config: Config, layer: Any, explicit: set[str]) -> Config:
     return config.replace(**changes) if changes else config
 
 
+def shortcut(layer: Any, name: str, *bypassed: str) -> Any:
+    """The layer's method ``name``, a faster way to do what its methods
+    ``bypassed`` do, unless the layer overrides one of those below the class
+    that defines ``name`` (a subclass that changes ``send`` must see every
+    message, and would not if daphne used the base class's ``send_owned``)."""
+    method = getattr(layer, name, None)
+    if method is None:
+        return None
+    if name not in vars(layer) and any(other in vars(layer) for other in bypassed):
+        return None
+    mro = type(layer).__mro__
+
+    def depth(attribute: str) -> int:
+        return next(
+            (i for i, cls in enumerate(mro) if attribute in vars(cls)), len(mro)
+        )
+
+    if any(depth(other) < depth(name) for other in bypassed):
+        return None
+    return method
+
+
 def is_channel_full(exc: BaseException) -> bool:
     """Whether ``exc`` is a layer's ChannelFull: ASGI v1 layers and Channels 4
     layers each define their own class, and all of them call it that."""
@@ -167,6 +191,11 @@ class LayerHost:
         self.send_async = (
             OneTripSender(layer).send if is_channels_redis(layer) else layer.send
         )
+        #: A layer that takes messages without copying them (the in-memory
+        #: one): every message is built afresh for its send, so it may.
+        self.send_owned = (
+            None if self.is_async else shortcut(layer, "send_owned", "send")
+        )
         #: The process-specific channel replies arrive on (an asyncio layer
         #: names it itself, in :meth:`start_reading`).
         self.prefix = f"daphne.response.{random_name()}!"
@@ -174,6 +203,8 @@ class LayerHost:
         #: reply channel -> the instance awaiting replies on it
         self.instances: dict[str, LayerInstance] = {}
         self.reader: Reader = self._choose_reader()
+        #: The reader wants to hear of every send (to poll sooner).
+        self.polling = isinstance(self.reader, PollingReader)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -232,10 +263,17 @@ class LayerHost:
 
     # -- sending -------------------------------------------------------------------
 
-    def send(self, instance: LayerInstance, channel: str, message: dict) -> None:
+    def send(
+        self, instance: LayerInstance, channel: str, message: dict, size: int = 0
+    ) -> None:
         """Send ``message``; a failure is reported to ``instance.send_failed``
-        (always later, never from inside this call)."""
-        self.reader.activity()
+        (always later, never from inside this call).
+
+        ``message`` is the layer's from now on: built for this send, sharing
+        no list or dict with anything else, never touched again. ``size`` is
+        about how many bytes it holds beyond its fixed keys."""
+        if self.polling:
+            self.reader.activity()
         if self.is_async:
             if instance.outbox is None:
                 instance.outbox = deque()
@@ -244,7 +282,10 @@ class LayerHost:
                 self.loop.create_task(self._drain(instance))
             return
         try:
-            self.layer.send(channel, message)
+            if self.send_owned is not None:
+                self.send_owned(channel, message, size)
+            else:
+                self.layer.send(channel, message)
         except Exception as exc:
             # Nothing more may go out for this exchange from now on; the
             # answer to the client comes from a fresh call stack.
@@ -431,6 +472,10 @@ class HTTPInstance(LayerInstance):
     def send_request(self) -> None:
         scope = self.scope
         chunks, self.chunks = self.chunks, []
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        headers = scope["headers"]
+        path = scope["path"]
+        query = scope["query_string"]
         self.request_sent = True
         self.host.send(
             self,
@@ -440,15 +485,16 @@ class HTTPInstance(LayerInstance):
                 "reply_channel": self.channel,
                 "http_version": scope["http_version"],
                 "method": scope["method"],
-                "path": scope["path"],
+                "path": path,
                 "root_path": scope["root_path"],
                 "scheme": scope["scheme"],
-                "query_string": scope["query_string"],
-                "headers": scope["headers"],
-                "body": chunks[0] if len(chunks) == 1 else b"".join(chunks),
-                "client": scope["client"],
-                "server": scope["server"],
+                "query_string": query,
+                "headers": list(headers),
+                "body": body,
+                "client": address(scope["client"]),
+                "server": address(scope["server"]),
             },
+            len(body) + len(path) + len(query) + headers_size(headers),
         )
 
     def handle(self, message: dict) -> None:
@@ -539,8 +585,9 @@ class WebSocketInstance(LayerInstance):
         self.accepted = False
         #: Fires if the owning worker does not answer in time.
         self.timer: Any = None
-        #: Messages held while the socket waits for a new worker (resumed).
-        self.held: list[tuple[str, dict]] | None = None
+        #: Messages held while the socket waits for a new worker (resumed),
+        #: with their sizes.
+        self.held: list[tuple[str, dict, int]] | None = None
 
     def put(self, event: Event) -> bool:
         if self.muted:
@@ -559,13 +606,14 @@ class WebSocketInstance(LayerInstance):
                 "path": scope["path"],
                 "order": self.order,
             }
-            if event.get("bytes") is not None:
-                message["bytes"] = event["bytes"]
+            data = event.get("bytes")
+            if data is not None:
+                message["bytes"] = data
             else:
-                message["text"] = event["text"]
-            self.forward(kind, message)
+                data = message["text"] = event["text"]
+            self.forward(kind, message, len(data))
         elif kind == "websocket.connect":
-            self.host.send(self, kind, self.connect_message())
+            self.host.send(self, kind, *self.connect_message())
         elif kind == "websocket.disconnect":
             message = {
                 "type": kind,
@@ -586,37 +634,40 @@ class WebSocketInstance(LayerInstance):
             self.end_soon()
         return True
 
-    def connect_message(self, resumed: bool = False) -> dict:
+    def connect_message(self, resumed: bool = False) -> tuple[dict, int]:
+        """A ``websocket.connect`` message, and about how large it is."""
         scope = self.scope
-        headers = scope["headers"]
+        headers = [*scope["headers"]]
         root_path = scope["root_path"]
         if root_path != self.host.config.root_path:
             # It came from a Daphne-Root-Path header, which the message
             # keeps (it has no root_path key of its own).
-            headers = [*headers, (b"daphne-root-path", quote(root_path).encode())]
+            headers.append((b"daphne-root-path", quote(root_path).encode()))
+        path = scope["path"]
+        query = scope["query_string"]
         message = {
             "type": "websocket.connect",
             "reply_channel": self.channel,
-            "path": scope["path"],
+            "path": path,
             "headers": headers,
-            "query_string": scope["query_string"],
-            "client": scope["client"],
-            "server": scope["server"],
+            "query_string": query,
+            "client": address(scope["client"]),
+            "server": address(scope["server"]),
             "order": 0,
         }
         if resumed:
             # Frames already received: the next one is order + 1.
             message["order"] = self.order
             message["resumed"] = True
-        return message
+        return message, len(path) + len(query) + headers_size(headers)
 
-    def forward(self, kind: str, message: dict) -> None:
+    def forward(self, kind: str, message: dict, size: int) -> None:
         """Send a client message to the socket's worker (or hold it)."""
         if self.held is not None:
-            self.held.append((kind, message))
+            self.held.append((kind, message, size))
             return
         owner = self.owner
-        self.host.send(self, owner or kind, message)
+        self.host.send(self, owner or kind, message, size)
         if owner is not None:
             self.start_timer()
 
@@ -661,7 +712,7 @@ class WebSocketInstance(LayerInstance):
             # socket over from a repeated websocket.connect.
             self.owner = None
             self.held = []
-            self.host.send(self, "websocket.connect", self.connect_message(True))
+            self.host.send(self, "websocket.connect", *self.connect_message(True))
             self.start_timer()
             return
         if not isinstance(owner, str):
@@ -682,8 +733,8 @@ class WebSocketInstance(LayerInstance):
             message = dict(message)
             self.take_worker(message)
         if held:
-            for kind, waiting in held:
-                self.forward(kind, waiting)
+            for kind, waiting, size in held:
+                self.forward(kind, waiting, size)
         text = message.get("text")
         data = message.get("bytes")
         if text is not None and data is not None:
@@ -775,14 +826,24 @@ class WebSocketInstance(LayerInstance):
             self.fail(code)
 
 
+def address(value: list | None) -> list | None:
+    """A scope's ``client`` or ``server``, as a list of the message's own."""
+    return None if value is None else [*value]
+
+
+def headers_size(headers: list[tuple[bytes, bytes]]) -> int:
+    """The bytes of names and values in ``headers``."""
+    return sum(map(len, chain.from_iterable(headers)))
+
+
 def reply_headers(headers: Any) -> list[tuple[bytes, bytes]]:
     """A reply's ``headers`` as byte pairs (text is taken as latin-1)."""
     pairs = []
     try:
         for name, value in headers or ():
-            if isinstance(name, str):
+            if type(name) is not bytes and isinstance(name, str):
                 name = name.encode("latin-1")
-            if isinstance(value, str):
+            if type(value) is not bytes and isinstance(value, str):
                 value = value.encode("latin-1")
             pairs.append((name, value))
     except (TypeError, ValueError, UnicodeEncodeError) as exc:
@@ -914,16 +975,27 @@ class PollingReader(Reader):
 
 
 class TwistedReader(Reader):
-    """Loops on the layer's ``receive_twisted``: no polling at all."""
+    """Loops on the layer's ``receive_twisted``: no polling at all.
+
+    A layer that also offers ``receive_batch`` (non-blocking, many messages
+    for one call: the in-memory layer) is drained with it first, so that a
+    Deferred is made only to wait, once per wake-up rather than per reply."""
+
+    #: Replies dispatched per drain, so reads and writes interleave.
+    BATCH = 64
 
     def __init__(self, host: LayerHost) -> None:
         super().__init__(host)
         self.looping = False
         self.again = False
         self.channels = [host.prefix]  # (built once, not per reply)
+        self.receive_batch = shortcut(
+            self.layer, "receive_batch", "receive_twisted", "receive"
+        )
+        how = "drained in batches, " if self.receive_batch is not None else ""
         self.description = (
             f"Receiving replies on {host.prefix} through the channel layer's "
-            "Twisted extension"
+            f"Twisted extension ({how}no polling)"
         )
 
     async def start(self) -> None:
@@ -935,6 +1007,8 @@ class TwistedReader(Reader):
         self.looping = True
         try:
             while not self.stopped:
+                if self.receive_batch is not None and not self.drain():
+                    return
                 self.again = False
                 try:
                     deferred = self.layer.receive_twisted(self.channels)
@@ -946,6 +1020,28 @@ class TwistedReader(Reader):
                     return
         finally:
             self.looping = False
+
+    def drain(self) -> bool:
+        """Dispatch the replies already queued; False if reading goes on
+        later (a full batch: after the reactor's turn; an error: after the
+        back-off)."""
+        try:
+            replies = self.receive_batch(self.channels, self.BATCH)
+        except Exception as exc:
+            self.retry(exc)
+            return False
+        if self.retry_delay:
+            self.succeeded()
+        dispatch = self.host.dispatch
+        for channel, message in replies:
+            try:
+                dispatch(channel, message)
+            except Exception:
+                logger.exception("Could not dispatch a reply")
+        if len(replies) == self.BATCH and not self.stopped:
+            self.reactor.callLater(0, self.read)
+            return False
+        return True
 
     def got(self, result: Any) -> None:
         self.succeeded()

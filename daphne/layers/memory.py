@@ -9,7 +9,9 @@ sends.
 
 Messages are copied on send (checking that they hold only what a layer that
 serialises them could carry), so a sender that changes a message afterwards
-cannot change what is received. Each queue is bounded (``capacity``, with
+cannot change what is received; ``send_owned`` skips both for a sender that
+builds each message for the layer alone (daphne does). ``receive_batch``
+takes many queued messages for the price of one ``receive``. Each queue is bounded (``capacity``, with
 ``channel_capacity`` globs overriding it), messages expire after ``expiry``
 seconds and group memberships after ``group_expiry`` seconds.
 """
@@ -23,13 +25,14 @@ import re
 import string
 import threading
 import time
-import weakref
 from asyncio import _get_running_loop
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from threading import get_ident
 from typing import Any
 
 from .base import (
+    MAX_NAME_LENGTH,
     ChannelFull,
     MessageTooLarge,
     check_channel_name,
@@ -164,14 +167,16 @@ class InMemoryChannelLayer:
         self._queues: dict[str, deque[Item]] = {}
         self._capacities: dict[str, int] = {}
         self._waiters: dict[str, list[_Waiter]] = {}
-        #: Event loops that receive through receive_twisted (weakly held).
-        self._reader_loops: weakref.WeakSet = weakref.WeakSet()
+        #: thread id -> the event loop that last ran receive_twisted there.
+        self._reader_loops: dict[int, Any] = {}
         #: Channel lists already checked for receive().
         self._checked: dict[tuple, list[str]] = {}
-        #: Queues sent to from an event loop whose waiters are yet to be woken.
-        #: (Per loop: a loop that stops before its turn ends only delays
-        #: the wake-ups of its own sends, until the receivers' timeout.)
-        self._pending_wakes: dict[Any, set[str]] = {}
+        #: Names already checked for send() (see _queue_name).
+        self._send_names: dict[str, str] = {}
+        self._send_prefixes: dict[str, str] = {}
+        #: thread id -> (its reader loop, queues sent to from that loop whose
+        #: waiters are yet to be woken, after the loop's current callbacks).
+        self._pending_wakes: dict[int, tuple[Any, set[str]]] = {}
         #: group -> {channel: membership expiry time}
         self._groups: dict[str, dict[str, float]] = {}
         self._random = random.SystemRandom()
@@ -180,8 +185,25 @@ class InMemoryChannelLayer:
 
     def send(self, channel: str, message: dict) -> None:
         """Queue ``message``; ``ChannelFull`` if the channel is at capacity."""
-        check_channel_name(channel)
-        self._put(non_local_name(channel), channel, self._copy(message))
+        queue_name = self._queue_name(channel)
+        self._put(queue_name, channel, self._copy(message))
+
+    def send_owned(self, channel: str, message: dict, size: int) -> None:
+        """:meth:`send` for a message its sender built for the layer alone.
+
+        The sender promises that ``message`` holds only what :meth:`send`
+        accepts, that nothing else refers to its lists and dicts, and that it
+        never touches it again; so it is queued as it is, neither checked nor
+        copied. ``size`` is the sender's estimate of its size, held against
+        ``max_message_size``. (daphne's own messages, which it builds afresh
+        for every send, go this way: copying them cost more than the rest of
+        a send.)"""
+        queue_name = self._queue_name(channel)
+        if size > self.max_message_size:
+            raise MessageTooLarge(
+                f"Message of about {size} bytes is larger than {self.max_message_size}"
+            )
+        self._put(queue_name, channel, message)
 
     def _put(self, queue_name: str, channel: str, message: dict) -> None:
         with self._lock:
@@ -191,23 +213,12 @@ class InMemoryChannelLayer:
                 queue = self._queues[queue_name] = deque()
             elif queue and queue[0][0] <= now:
                 _drop_expired(queue, now)
-            if len(queue) >= self._capacity(queue_name):
+            capacity = self._capacities.get(queue_name) or self._capacity(queue_name)
+            if len(queue) >= capacity:
                 raise ChannelFull(f"Channel {channel} is full")
             queue.append((now + self.expiry, channel, message))
             if queue_name in self._waiters:
-                loop = _get_running_loop()
-                if loop is None or loop not in self._reader_loops:
-                    self._wake(self._waiters[queue_name][0])
-                else:
-                    # Sent from the loop of a Twisted receive (daphne's reactor
-                    # thread, whose loop always turns): wake the receivers once,
-                    # after the loop's current callbacks, so a burst of sends
-                    # costs one thread switch, not one each.
-                    pending = self._pending_wakes.get(loop)
-                    if pending is None:
-                        pending = self._pending_wakes[loop] = set()
-                        loop.call_soon(self._wake_pending, loop)
-                    pending.add(queue_name)
+                self._wake_soon(queue_name)
 
     def receive(
         self, channels: Iterable[str], block: bool = False
@@ -216,10 +227,12 @@ class InMemoryChannelLayer:
 
         With ``block``, wait up to ``blocking_timeout`` seconds for one."""
         names = self._receive_names(channels)
+        with self._lock:
+            item = self._pop(names)
+        if item is not None:
+            return item[1], item[2]
         if not block:
-            with self._lock:
-                item = self._pop(names)
-            return (item[1], item[2]) if item is not None else (None, None)
+            return None, None
         # A lock held until a sender releases it: the cheapest way to wake
         # one thread (a threading.Event adds a Condition and its own lock).
         signal = threading.Lock()
@@ -265,12 +278,47 @@ class InMemoryChannelLayer:
         # a timed call and a second loop turn.
         loop = _get_running_loop()
         if loop is not None:
-            self._reader_loops.add(loop)
+            self._reader_loops[get_ident()] = loop
             waiter = _Waiter(lambda: loop.call_soon_threadsafe(attempt), names)
         else:
             waiter = _Waiter(lambda: reactor.callFromThread(attempt), names)
         attempt()
         return result
+
+    def receive_batch(
+        self, channels: Iterable[str], limit: int
+    ) -> list[tuple[str, dict]]:
+        """Up to ``limit`` messages from ``channels``, oldest first, without
+        waiting: ``limit`` non-blocking :meth:`receive` calls for the price
+        of one (daphne's reply reader drains its replies with it)."""
+        names = self._receive_names(channels)
+        batch: list[tuple[str, dict]] = []
+        with self._lock:
+            if len(names) == 1:
+                name = names[0]
+                queue = self._queues.get(name)
+                if not queue:
+                    return batch
+                now = self.clock()
+                if queue[0][0] <= now:
+                    _drop_expired(queue, now)
+                popleft = queue.popleft
+                for _ in range(min(limit, len(queue))):
+                    item = popleft()
+                    batch.append((item[1], item[2]))
+                if queue:
+                    waiters = self._waiters.get(name)
+                    if waiters:
+                        self._wake(waiters[0])
+                elif len(self._queues) > 1000:
+                    del self._queues[name]
+                return batch
+            while len(batch) < limit:
+                item = self._pop(names)
+                if item is None:
+                    break
+                batch.append((item[1], item[2]))
+        return batch
 
     def new_channel(self, pattern: str) -> str:
         """A fresh channel name: ``pattern`` (ending in ``?``) made unique."""
@@ -327,6 +375,29 @@ class InMemoryChannelLayer:
             self._groups.clear()
 
     # -- internals (callers hold the lock where noted) ---------------------------
+
+    def _queue_name(self, channel: str) -> str:
+        """The queue of ``channel``, a name to send to, once checked (and
+        remembered: well-known names whole, process-specific ones by prefix,
+        a suffix of letters and digits needing no further check)."""
+        queue_name = self._send_names.get(channel)
+        if queue_name is not None:
+            return queue_name
+        if type(channel) is str and len(channel) < MAX_NAME_LENGTH:
+            bang = channel.find("!")
+            if bang >= 0:
+                queue_name = channel[: bang + 1]
+                suffix = channel[bang + 1 :]
+                # (Letters and digits are a subset of the \w the rule allows.)
+                if queue_name in self._send_prefixes and suffix.isalnum():
+                    return queue_name
+        check_channel_name(channel)
+        queue_name = non_local_name(channel)
+        names = self._send_names if queue_name == channel else self._send_prefixes
+        if len(names) > 1000:
+            names.clear()  # (names made up on the fly come and go)
+        names[queue_name] = queue_name
+        return queue_name
 
     def _receive_names(self, channels: Iterable[str]) -> list[str]:
         if isinstance(channels, str):
@@ -392,13 +463,45 @@ class InMemoryChannelLayer:
             del self._queues[best_name]  # (keep the table of queues small)
         return item
 
-    def _wake_pending(self, loop: Any) -> None:
+    def _wake_soon(self, queue_name: str) -> None:
+        """Wake a waiter on ``queue_name``, which has a message (lock held):
+        at once, or, for a send from the loop of a Twisted receive (daphne's
+        reactor, whose loop always turns), once after the loop's current
+        callbacks, so that a burst of sends costs one thread switch. (Keyed
+        by thread: finding the running loop costs more than a send. A loop
+        that stops mid-turn leaves its wake-ups to the thread's next send.)"""
+        ident = get_ident()
+        pending = self._pending_wakes.get(ident)
+        if pending is not None:
+            loop, names = pending
+            if loop.is_running():
+                names.add(queue_name)
+                return
+            del self._pending_wakes[ident]
+            self._wake_names(names)
+        else:
+            loop = self._reader_loops.get(ident)
+            if loop is not None and _get_running_loop() is loop:
+                self._pending_wakes[ident] = (loop, {queue_name})
+                loop.call_soon(self._wake_pending, ident)
+                return
+        waiters = self._waiters.get(queue_name)
+        if waiters:
+            self._wake(waiters[0])
+
+    def _wake_pending(self, ident: int) -> None:
         with self._lock:
-            for name in self._pending_wakes.pop(loop, ()):
-                waiters = self._waiters.get(name)
-                queue = self._queues.get(name)
-                if waiters and queue:
-                    self._wake(waiters[0])
+            pending = self._pending_wakes.pop(ident, None)
+            if pending is not None:
+                self._wake_names(pending[1])
+
+    def _wake_names(self, names: Iterable[str]) -> None:
+        """Wake a waiter on each of ``names`` that has a message (lock held)."""
+        for name in names:
+            waiters = self._waiters.get(name)
+            queue = self._queues.get(name)
+            if waiters and queue:
+                self._wake(waiters[0])
 
     def _register(self, waiter: _Waiter) -> None:
         for name in waiter.names:
