@@ -1,0 +1,359 @@
+"""The sans-IO ``Protocol`` of websockets as daphne's WebSocket framing engine:
+the one file that knows its internals.
+
+daphne does the opening handshake itself (:mod:`.handshake`), so the
+protocol starts OPEN. websockets parses frames (masking by its C
+``speedups``), checks them, answers pings and runs the closing handshake;
+this adapter assembles fragmented messages, checks that text is UTF-8 (frame
+by frame, so a bad fragment fails at once), hands whole messages to the
+:class:`~.engine.EngineOwner` (the session) and writes through it. Where it
+hooks into ``Protocol`` beyond its public API, the names are in
+:data:`PRIVATE_NAMES`, checked by ``tests/test_websocket_engine.py``; and
+``setup.py`` bounds websockets' version.
+
+It behaves toward its owner as :mod:`.engine_autobahn` does, with one
+difference the RFC asks for (6455 section 7.1.7): when the client breaks the
+protocol, its close frame goes out and the connection is closed, rather than
+waiting for the client's answer. The owner is told ``closed()`` with that
+close frame's code either way.
+
+:class:`BoundedPerMessageDeflate` is websockets' permessage-deflate extension
+with daphne's bounds (:mod:`.deflate`): zlib objects made only when a
+message needs them, inflation at most one byte past what is left of the
+message limit (1009), and data that does not inflate closed with 1007.
+"""
+
+from __future__ import annotations
+
+import codecs
+import dataclasses
+import logging
+import zlib
+from typing import Any
+
+from websockets.exceptions import PayloadTooBig, ProtocolError
+from websockets.extensions.permessage_deflate import PerMessageDeflate
+from websockets.frames import BINARY, CLOSE, CONT, CTRL_OPCODES, TEXT, Frame
+from websockets.protocol import CLOSING, OPEN, SERVER, Protocol
+
+from ..config import Config
+from .deflate import Agreement, DeflateSettings, Offer, Terms, negotiate
+from .engine import EngineOwner, server_header
+
+logger = logging.getLogger(__name__)
+
+#: The websockets names this module uses beyond the public API of
+#: ``Protocol`` (its hooks and parser state) and of ``PerMessageDeflate``;
+#: checked by the engine's tests so an upgrade that drops one fails there.
+PRIVATE_NAMES = (
+    "recv_frame",
+    "send_frame",
+    "fail",
+    "reader",
+    "writes",
+    "events",
+    "current_size",
+    "close_rcvd",
+    "close_sent",
+    "_state",
+    "decode_cont_data",
+    "remote_max_window_bits",
+    "local_max_window_bits",
+    "local_no_context_takeover",
+)
+
+#: What a sender removes from the end of each compressed message (RFC 7692
+#: section 7.2.1) and the receiver puts back.
+SYNC_TAIL = b"\x00\x00\xff\xff"
+
+#: Close frame reasons are at most 123 bytes (a control frame's 125, less
+#: the code).
+MAX_REASON = 123
+
+_utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+
+class WebSocketsEngineFactory:
+    """websockets' options for every WebSocket of one server."""
+
+    def __init__(self, config: Config, reactor: Any) -> None:
+        self.server_header = server_header(config)
+        self.deflate = DeflateSettings.from_config(config)
+        #: Largest message and frame (None: no limit); larger ones: 1009.
+        self.max_size = (
+            config.websocket_max_message_size or None,
+            config.websocket_max_frame_size or None,
+        )
+
+    def negotiate(self, offers: list[Offer]) -> Agreement | None:
+        """The compression agreed for a client's extension offers, if any."""
+        agreed = negotiate(offers, self.deflate)
+        if agreed is None:
+            return None
+        codec = BoundedPerMessageDeflate(agreed.terms)
+        return dataclasses.replace(agreed, codec=codec)
+
+    def engine(
+        self,
+        owner: EngineOwner,
+        transport: Any,
+        subprotocol: str | None,
+        codec: BoundedPerMessageDeflate | None = None,
+    ) -> WebSocketsEngine:
+        """An engine for a socket whose handshake daphne has completed."""
+        return WebSocketsEngine(owner, self.max_size, subprotocol, codec)
+
+
+class WebSocketsEngine(Protocol):
+    """One open WebSocket's framing, closing handshake and protocol checks."""
+
+    def __init__(
+        self,
+        owner: EngineOwner,
+        max_size: tuple[int | None, int | None],
+        subprotocol: str | None,
+        codec: BoundedPerMessageDeflate | None = None,
+    ) -> None:
+        super().__init__(SERVER, state=OPEN, max_size=max_size, logger=logger)
+        self.owner = owner
+        self.subprotocol = subprotocol
+        self.codec = codec
+        if codec is not None:
+            self.extensions = [codec]
+        #: The pieces of a fragmented message, and whether it is binary.
+        self.fragments: list[bytes] | None = None
+        self.binary = False
+        #: Checks a fragmented text message frame by frame.
+        self.utf8: Any = None
+        #: While the owner pauses reading: the raw bytes not unframed yet.
+        self.held: bytearray | None = None
+        #: The code daphne closed with because the client broke the protocol.
+        self.failed_code: int | None = None
+        #: The connection is gone.
+        self.finished = False
+
+    # -- used by the session --------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        held = self.held
+        if held is not None:
+            held += data  # paused: unframed on resume()
+            return
+        self.receive_data(data)
+        if self.writes:
+            self.flush()
+
+    def resume(self) -> None:
+        """Unframe what was held back while reading was paused."""
+        held = self.held
+        if held is None:
+            return
+        self.held = None
+        if held and not self.finished:
+            self.feed(held)
+
+    def send_message(self, payload: bytes, binary: bool) -> None:
+        if self._state is not OPEN:
+            return
+        if binary:
+            self.send_binary(payload)
+        else:
+            self.send_text(payload)
+        self.flush()
+
+    def close(self, code: int, reason: str) -> None:
+        """Start the closing handshake."""
+        if self._state is not OPEN:
+            return
+        if reason:
+            # (At most 123 bytes, cut at a character's boundary.)
+            reason = reason.encode()[:MAX_REASON].decode("utf-8", "ignore")
+        self.send_close(code, reason)  # send_frame() reports close_sent()
+        self.flush()
+        self.owner.awaiting_close()
+
+    def ping(self) -> None:
+        if self._state is OPEN or self._state is CLOSING:
+            self.send_ping(b"")
+            self.flush()
+
+    def drop(self) -> None:
+        """Abort the TCP connection (no close handshake)."""
+        owner = self.owner
+        owner.unregister_producer()
+        owner.close_transport(True)
+
+    def connection_lost(self, reason: Any) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.held = None
+        if self.failed_code is not None:
+            code, text = self.failed_code, ""
+        elif self.close_rcvd is not None and self.close_sent is not None:
+            # (A close frame without a code parses as 1005.)
+            code, text = self.close_rcvd.code, self.close_rcvd.reason
+        else:
+            code, text = 1006, ""
+        self.owner.closed(code, text)
+
+    # -- writing ----------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write out what the protocol produced; its end-of-stream marker
+        closes the connection (a server closes first, RFC 6455 7.1.1)."""
+        writes = self.writes
+        self.writes = []
+        owner = self.owner
+        for data in writes:
+            if data:
+                owner.send(data)
+            else:
+                owner.unregister_producer()
+                owner.close_transport(False)
+
+    # -- websockets' hooks, overridden -----------------------------------------
+
+    def send_frame(self, frame: Frame) -> None:
+        # Every close frame goes out here, daphne's and the protocol's own
+        # (1002, 1007, 1009, replies): from now on nothing but the closing
+        # handshake is sent.
+        if frame.opcode is CLOSE and self._state is OPEN:
+            self.owner.close_sent()
+        super().send_frame(frame)
+
+    def fail(self, code: int, reason: str = "") -> None:
+        if self._state is OPEN:
+            codec = self.codec
+            if code == 1002 and codec is not None and codec.corrupt:
+                code, reason = 1007, "invalid permessage-deflate data"
+            self.failed_code = code
+        super().fail(code, reason)
+
+    def recv_frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode in CTRL_OPCODES:
+            super().recv_frame(frame)  # answers pings and closes
+            del self.events[:]  # (events are not used: nothing piles up)
+            if self.writes:
+                self.flush()
+            return
+        data = frame.data
+        if opcode is CONT:
+            fragments = self.fragments
+            if fragments is None:
+                raise ProtocolError("unexpected continuation frame")
+            if self.utf8 is not None:
+                self.utf8.decode(data, frame.fin)  # UnicodeDecodeError: 1007
+            fragments.append(data)
+            if not frame.fin:
+                self.current_size += len(data)
+                return
+            self.current_size = self.fragments = self.utf8 = None
+            data = b"".join(fragments)
+            binary = self.binary
+        else:
+            if self.fragments is not None:
+                raise ProtocolError("expected a continuation frame")
+            binary = opcode is BINARY
+            if not frame.fin:
+                self.fragments = [data]
+                self.binary = binary
+                self.current_size = len(data)
+                if opcode is TEXT:
+                    self.utf8 = _utf8_decoder()
+                    self.utf8.decode(data, False)
+                return
+            if not binary:
+                data.decode()  # UnicodeDecodeError: 1007
+        owner = self.owner
+        owner.message(data, binary)
+        if owner.read_paused:
+            # Stop between frames: the rest stays raw bytes until resume().
+            reader = self.reader
+            self.held, reader.buffer = reader.buffer, bytearray()
+
+
+class BoundedPerMessageDeflate(PerMessageDeflate):
+    """websockets' permessage-deflate extension, for a server, with daphne's
+    bounds; its zlib objects are made when a message first needs them."""
+
+    def __init__(self, terms: Terms) -> None:
+        # (Not PerMessageDeflate's __init__: it makes both zlib objects now.)
+        self.remote_no_context_takeover = False
+        self.local_no_context_takeover = terms.server_no_context_takeover
+        self.remote_max_window_bits = terms.inflate_window
+        self.local_max_window_bits = terms.server_window
+        self.compress_settings = {"level": terms.level, "memLevel": terms.mem_level}
+        self.decode_cont_data = False
+        #: Largest decompressed message (0: no limit), and this one so far.
+        self.limit = terms.limit
+        self.inflated = 0
+        self.encoder: Any = None
+        self.decoder: Any = None
+        #: Set when the client's data did not inflate (the engine closes 1007).
+        self.corrupt = False
+
+    def decode(self, frame: Frame, *, max_size: int | None = None) -> Frame:
+        opcode = frame.opcode
+        if opcode in CTRL_OPCODES:
+            return frame
+        if opcode is CONT:
+            if not self.decode_cont_data:
+                return frame
+            if frame.rsv1:
+                raise ProtocolError("RSV1 bit set in continuation frame")
+            if frame.fin:
+                self.decode_cont_data = False
+        else:
+            if not frame.rsv1:
+                return frame
+            self.decode_cont_data = not frame.fin
+            self.inflated = 0
+            decoder = self.decoder
+            # A sender may end its stream with a final block (RFC 7692
+            # 7.2.3.4): what follows is a new stream.
+            if decoder is None or decoder.eof:
+                self.decoder = zlib.decompressobj(-self.remote_max_window_bits)
+        decoder = self.decoder
+        # What is left of the message limit; asking zlib for one byte more
+        # shows a message over it (max_length 0 would mean no limit).
+        budget = self.limit - self.inflated if self.limit else None
+        try:
+            if budget is None:
+                data = decoder.decompress(frame.data)
+                if frame.fin:
+                    data += decoder.decompress(SYNC_TAIL)
+            else:
+                data = decoder.decompress(frame.data, budget + 1)
+                if frame.fin and len(data) <= budget:
+                    data += decoder.decompress(SYNC_TAIL, budget + 1 - len(data))
+        except zlib.error as exc:
+            self.corrupt = True
+            raise ProtocolError("invalid permessage-deflate data") from exc
+        if budget is not None and len(data) > budget:
+            raise PayloadTooBig(None, self.limit)
+        self.inflated += len(data)
+        return Frame(opcode, data, frame.fin, False, frame.rsv2, frame.rsv3)
+
+    def encode(self, frame: Frame) -> Frame:
+        opcode = frame.opcode
+        if opcode in CTRL_OPCODES:
+            return frame
+        encoder = self.encoder
+        if encoder is None or (opcode is not CONT and self.local_no_context_takeover):
+            settings = self.compress_settings
+            encoder = self.encoder = zlib.compressobj(
+                settings["level"],
+                zlib.DEFLATED,
+                -self.local_max_window_bits,
+                settings["memLevel"],
+            )
+        data = encoder.compress(frame.data) + encoder.flush(zlib.Z_SYNC_FLUSH)
+        if frame.fin:
+            data = data[:-4]  # RFC 7692 7.2.1: without the 00 00 ff ff tail
+            if self.local_no_context_takeover:
+                self.encoder = None
+        return Frame(
+            opcode, data, frame.fin, opcode is not CONT, frame.rsv2, frame.rsv3
+        )
