@@ -404,3 +404,15 @@ def test_the_websockets_codec_inflates_at_most_one_byte_past_the_limit():
     with pytest.raises(PayloadTooBig):
         codec.decode(bomb)
     assert sum(inflated) <= 1001
+
+
+def test_a_close_between_fragments_drops_the_message_and_closes(engine_and_owner):
+    """RFC 6455 5.4: control frames may come between fragments (Autobahn 7.1.5)."""
+    engine, owner = engine_and_owner
+    engine.feed(frame(Opcode.TEXT, b"frag", fin=False))
+    engine.feed(frame(Opcode.CLOSE, Close(1000, "").serialize()))
+    engine.feed(frame(Opcode.CONT, b"ment"))
+    assert owner.messages == []
+    assert close_of(owner).code == 1000
+    engine.connection_lost(None)
+    assert owner.events[-1] == ("closed", 1000, "")

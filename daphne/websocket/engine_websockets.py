@@ -233,6 +233,10 @@ class WebSocketsEngine(Protocol):
     def recv_frame(self, frame: Frame) -> None:
         opcode = frame.opcode
         if opcode in CTRL_OPCODES:
+            if opcode is CLOSE and self.fragments is not None:
+                # A close may come between fragments (RFC 6455 5.4): the
+                # unfinished message is dropped (websockets would fail 1002).
+                self.current_size = self.fragments = self.utf8 = None
             super().recv_frame(frame)  # answers pings and closes
             del self.events[:]  # (events are not used: nothing piles up)
             if self.writes:
