@@ -33,8 +33,8 @@ from typing import Any
 
 from websockets.exceptions import PayloadTooBig, ProtocolError
 from websockets.extensions.permessage_deflate import PerMessageDeflate
-from websockets.frames import BINARY, CLOSE, CONT, CTRL_OPCODES, TEXT, Frame
-from websockets.protocol import CLOSING, OPEN, SERVER, Protocol
+from websockets.frames import BINARY, CLOSE, CONT, CTRL_OPCODES, Frame
+from websockets.protocol import CLOSED, CLOSING, OPEN, SERVER, Protocol
 
 from ..config import Config
 from .deflate import Agreement, DeflateSettings, Offer, Terms, negotiate
@@ -120,17 +120,21 @@ class WebSocketsEngine(Protocol):
         self.codec = codec
         if codec is not None:
             self.extensions = [codec]
-        #: The pieces of a fragmented message, and whether it is binary.
-        self.fragments: list[bytes] | None = None
-        self.binary = False
-        #: Checks a fragmented text message frame by frame.
-        self.utf8: Any = None
+        #: A fragmented message so far: its pieces, whether it is binary, and
+        #: (text) the decoder that checks its UTF-8 frame by frame.
+        self.partial: tuple[list[bytes], bool, Any] | None = None
         #: While the owner pauses reading: the raw bytes not unframed yet.
         self.held: bytearray | None = None
         #: The code daphne closed with because the client broke the protocol.
         self.failed_code: int | None = None
-        #: The connection is gone.
-        self.finished = False
+        # (Attributes are few on purpose: up to 29, CPython 3.11+ keeps an
+        # instance's attributes in a compact split table; one more and the
+        # socket's engine takes a 1.5 KiB dict.)
+
+    @property
+    def finished(self) -> bool:
+        """The connection is gone."""
+        return self._state is CLOSED
 
     # -- used by the session --------------------------------------------------
 
@@ -184,10 +188,10 @@ class WebSocketsEngine(Protocol):
         owner.close_transport(True)
 
     def connection_lost(self, reason: Any) -> None:
-        if self.finished:
+        if self._state is CLOSED:
             return
-        self.finished = True
-        self.held = None
+        self.state = CLOSED
+        self.held = self.partial = None
         if self.failed_code is not None:
             code, text = self.failed_code, ""
         elif self.close_rcvd is not None and self.close_sent is not None:
@@ -233,10 +237,10 @@ class WebSocketsEngine(Protocol):
     def recv_frame(self, frame: Frame) -> None:
         opcode = frame.opcode
         if opcode in CTRL_OPCODES:
-            if opcode is CLOSE and self.fragments is not None:
+            if opcode is CLOSE and self.partial is not None:
                 # A close may come between fragments (RFC 6455 5.4): the
                 # unfinished message is dropped (websockets would fail 1002).
-                self.current_size = self.fragments = self.utf8 = None
+                self.current_size = self.partial = None
             super().recv_frame(frame)  # answers pings and closes
             del self.events[:]  # (events are not used: nothing piles up)
             if self.writes:
@@ -244,29 +248,29 @@ class WebSocketsEngine(Protocol):
             return
         data = frame.data
         if opcode is CONT:
-            fragments = self.fragments
-            if fragments is None:
+            partial = self.partial
+            if partial is None:
                 raise ProtocolError("unexpected continuation frame")
-            if self.utf8 is not None:
-                self.utf8.decode(data, frame.fin)  # UnicodeDecodeError: 1007
+            fragments, binary, utf8 = partial
+            if utf8 is not None:
+                utf8.decode(data, frame.fin)  # UnicodeDecodeError: 1007
             fragments.append(data)
             if not frame.fin:
                 self.current_size += len(data)
                 return
-            self.current_size = self.fragments = self.utf8 = None
+            self.current_size = self.partial = None
             data = b"".join(fragments)
-            binary = self.binary
         else:
-            if self.fragments is not None:
+            if self.partial is not None:
                 raise ProtocolError("expected a continuation frame")
             binary = opcode is BINARY
             if not frame.fin:
-                self.fragments = [data]
-                self.binary = binary
+                utf8 = None
+                if not binary:
+                    utf8 = _utf8_decoder()
+                    utf8.decode(data, False)  # UnicodeDecodeError: 1007
+                self.partial = ([data], binary, utf8)
                 self.current_size = len(data)
-                if opcode is TEXT:
-                    self.utf8 = _utf8_decoder()
-                    self.utf8.decode(data, False)
                 return
             if not binary:
                 data.decode()  # UnicodeDecodeError: 1007
