@@ -10,6 +10,7 @@ first and name it; ``setup.py`` bounds both versions for the same reason.
 
 from __future__ import annotations
 
+import os
 import zlib
 
 import pytest
@@ -416,3 +417,14 @@ def test_a_close_between_fragments_drops_the_message_and_closes(engine_and_owner
     assert close_of(owner).code == 1000
     engine.connection_lost(None)
     assert owner.events[-1] == ("closed", 1000, "")
+
+
+@pytest.mark.parametrize("length", [0, 125, 126, 65535, 65536, 70000])
+def test_outgoing_messages_of_every_header_size_frame_exactly(engine_and_owner, length):
+    engine, owner = engine_and_owner
+    payload = os.urandom(length)
+    engine.send_message(payload, binary=True)
+    engine.send_message(b"after", binary=False)
+    sent, after = owner.frames()
+    assert (sent.opcode, sent.fin, bytes(sent.data)) == (Opcode.BINARY, True, payload)
+    assert (after.opcode, after.data) == (Opcode.TEXT, b"after")
