@@ -428,3 +428,33 @@ def test_outgoing_messages_of_every_header_size_frame_exactly(engine_and_owner, 
     sent, after = owner.frames()
     assert (sent.opcode, sent.fin, bytes(sent.data)) == (Opcode.BINARY, True, payload)
     assert (after.opcode, after.data) == (Opcode.TEXT, b"after")
+
+
+@pytest.mark.parametrize("kind", WEBSOCKET_ENGINES)
+def test_without_limits_messages_of_any_size_arrive(kind):
+    engine, owner = make_engine(
+        kind, websocket_max_message_size=0, websocket_max_frame_size=0
+    )
+    for size in (0, 5, 125, 126, 70000):
+        engine.feed(frame(Opcode.BINARY, bytes(size)))
+    assert [len(m) for m, _ in owner.messages] == [0, 5, 125, 126, 70000]
+
+
+def test_a_message_arriving_whole_or_in_pieces_gets_the_same_checks():
+    """The websockets engine takes a whole small message in one read by a
+    shortcut: what it delivers, and refuses, is what websockets' parser does
+    with the same bytes in pieces."""
+    cases = [
+        frame(Opcode.TEXT, "ok é".encode()),
+        frame(Opcode.BINARY, b"\xff" * 125),
+        frame(Opcode.TEXT, b"\xc3"),  # truncated UTF-8
+        frame(Opcode.TEXT, b"x" * 20),  # over a 16-byte limit
+    ]
+    for data in cases:
+        results = []
+        for pieces in ([data], [data[:3], data[3:]]):
+            engine, owner = make_engine("websockets", websocket_max_frame_size=16)
+            for piece in pieces:
+                engine.feed(piece)
+            results.append((owner.messages, bytes(owner.written), owner.events))
+        assert results[0] == results[1]

@@ -36,6 +36,12 @@ from websockets.exceptions import PayloadTooBig, ProtocolError
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import BINARY, CLOSE, CONT, CTRL_OPCODES, Frame
 from websockets.protocol import CLOSED, CLOSING, OPEN, SERVER, Protocol
+from websockets.streams import StreamReader
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # (websockets built without its C extension)
+    from websockets.utils import apply_mask
 
 from ..config import Config
 from .deflate import Agreement, DeflateSettings, Offer, Terms, negotiate
@@ -51,6 +57,7 @@ PRIVATE_NAMES = (
     "send_frame",
     "fail",
     "reader",
+    "parser",
     "writes",
     "events",
     "current_size",
@@ -72,6 +79,17 @@ SYNC_TAIL = b"\x00\x00\xff\xff"
 MAX_REASON = 123
 
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
+
+#: What websockets' parser waits in between frames.
+_AT_EOF = StreamReader.at_eof.__code__
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class WebSocketsEngineFactory:
@@ -117,6 +135,9 @@ class WebSocketsEngine(Protocol):
     ) -> None:
         super().__init__(SERVER, state=OPEN, max_size=max_size, logger=logger)
         self.owner = owner
+        #: Largest payload feed()'s shortcut takes (at most 125: a length
+        #: that fits the frame's second byte).
+        self.fast_limit = min([125, *(limit for limit in max_size if limit)])
         self.subprotocol = subprotocol
         self.codec = codec
         if codec is not None:
@@ -144,6 +165,27 @@ class WebSocketsEngine(Protocol):
         if held is not None:
             held += data  # paused: unframed on resume()
             return
+        # The common case on its own: one whole small message in one read
+        # (masked, unfragmented, uncompressed, within the limits) while
+        # websockets' parser waits between frames; it gets exactly what
+        # websockets' parser would do with it (less its generators, the
+        # Frame, its checks that cannot fail here).
+        length = len(data) - 6
+        if (
+            0 <= length <= self.fast_limit
+            and data[1] == 0x80 | length
+            and (data[0] == 0x81 or data[0] == 0x82)
+            and self._state is OPEN
+            and self.partial is None
+            and not self.reader.buffer
+        ):
+            waiting = self.parser.gi_yieldfrom
+            if waiting is not None and waiting.gi_code is _AT_EOF:
+                payload = apply_mask(data[6:], data[2:6])
+                binary = data[0] == 0x82
+                if binary or _is_utf8(payload):
+                    self.deliver(payload, binary)
+                    return
         self.receive_data(data)
         if self.writes:
             self.flush()
@@ -291,6 +333,10 @@ class WebSocketsEngine(Protocol):
                 return
             if not binary:
                 data.decode()  # UnicodeDecodeError: 1007
+        self.deliver(data, binary)
+
+    def deliver(self, data: bytes, binary: bool) -> None:
+        """A whole message to the owner; stop if it pauses reading."""
         owner = self.owner
         owner.message(data, binary)
         if owner.read_paused:
