@@ -12,7 +12,7 @@
 #   make conformance  the Autobahn TestSuite (all 517 cases, by kosoku in
 #                  conformance/.venv) against daphne; fails on FAILED or
 #                  UNIMPLEMENTED (make test runs a subset, see README);
-#                  ENGINE=websockets: against that WebSocket engine
+#                  ENGINE=autobahn: against that WebSocket engine
 #   make format    apply ruff fixes and formatting
 #   make clean     remove build artefacts and tool caches (keeps .venv)
 #   make distclean clean, and remove .venv too
@@ -138,7 +138,7 @@ $(CONFORMANCE_STAMP): conformance/requirements.txt | $(CONFORMANCE_VENV)/bin/pyt
 	$(CONFORMANCE_VENV)/bin/python -m pip install -r conformance/requirements.txt
 	touch $@
 
-ENGINE ?= autobahn
+ENGINE ?= websockets
 
 conformance: $(CONFORMANCE_STAMP) | $(BIN)/daphne
 	$(CONFORMANCE_VENV)/bin/python -m conformance.autobahn --daphne $(BIN)/daphne \

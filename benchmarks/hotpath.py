@@ -22,10 +22,10 @@ callgrind does not count) that sends one request (or echo) at a time:
     python benchmarks/hotpath.py --ab wire-http 500
     python benchmarks/hotpath.py --profile wire-ws 2000   # cProfile's top entries
 
-``--engine websockets`` runs the WebSocket kinds on that framing engine
-(daphne's ``--websocket-engine``; autobahn by default):
+``--engine autobahn`` runs the WebSocket kinds on that framing engine
+(daphne's ``--websocket-engine``; websockets by default):
 
-    python benchmarks/hotpath.py --ab ws --engine websockets
+    python benchmarks/hotpath.py --ab ws --engine autobahn
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class Host:
 
 
 #: The WebSocket engine of the run (--engine).
-ENGINE = "autobahn"
+ENGINE = "websockets"
 
 
 def run(kind: str, count: int) -> None:
@@ -248,7 +248,7 @@ def main() -> None:
     parser.add_argument(
         "--engine",
         choices=["autobahn", "websockets"],
-        default="autobahn",
+        default="websockets",
         help="the WebSocket framing engine (default: %(default)s)",
     )
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)

@@ -10,7 +10,7 @@ on the machine's load, and it says where the bytes are:
 
     python benchmarks/idle_memory.py            # 300 sockets
     python benchmarks/idle_memory.py 1000 --top 40
-    python benchmarks/idle_memory.py --engine websockets   # that framing engine
+    python benchmarks/idle_memory.py --engine autobahn   # that framing engine
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def client(port: int, count: int) -> None:
     sys.stdin.readline()
 
 
-def serve(count: int, top: int, engine: str = "autobahn") -> None:
+def serve(count: int, top: int, engine: str = "websockets") -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from app import application
     from twisted.internet import protocol
@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument(
         "--engine",
         choices=["autobahn", "websockets"],
-        default="autobahn",
+        default="websockets",
         help="the WebSocket framing engine (default: %(default)s)",
     )
     parser.add_argument("--client", type=int, metavar="PORT", help=argparse.SUPPRESS)

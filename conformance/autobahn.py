@@ -3,7 +3,7 @@
 ``make conformance`` runs all 517 cases (sections 1-7, 9, 10, 12, 13)::
 
     python -m conformance.autobahn [--subset ci] [--daphne .venv/bin/daphne]
-                                   [--engine autobahn|websockets]
+                                   [--engine websockets|autobahn]
 
 kosoku (https://pypi.org/project/kosoku/) drives the TestSuite's own case
 files from a native runner; it is installed in a virtualenv of its own
@@ -11,7 +11,7 @@ files from a native runner; it is installed in a virtualenv of its own
 serves :mod:`conformance.echo` with the message and frame limits raised to
 16 MiB on the command line, for section 9 (the 1 MiB default stays), and
 with the WebSocket engine ``--engine`` names (``make conformance
-ENGINE=websockets``).
+ENGINE=autobahn``; websockets by default).
 
 Each case gets one verdict: its message verdict, unless its closing handshake
 did worse. The run fails on any FAILED or UNIMPLEMENTED case (or one that
@@ -206,8 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--engine",
         choices=("autobahn", "websockets"),
-        default="autobahn",
-        help="daphne's --websocket-engine (default: autobahn)",
+        default="websockets",
+        help="daphne's --websocket-engine (default: websockets)",
     )
     parser.add_argument(
         "-j", "--concurrency", type=int, default=2, help="cases run at once"

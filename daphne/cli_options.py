@@ -307,8 +307,8 @@ def _add_websocket_options(parser: argparse.ArgumentParser, defaults: Config) ->
         "--websocket-engine",
         choices=WEBSOCKET_ENGINES,
         default=defaults.websocket_engine,
-        help="what frames WebSocket messages: autobahn's protocol, or the "
-        "sans-IO protocol of websockets (default: %(default)s)",
+        help="what frames WebSocket messages: the sans-IO protocol of "
+        "websockets, or autobahn's protocol (default: %(default)s)",
     )
     ws.add_argument(
         "--ping-interval",

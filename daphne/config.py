@@ -23,7 +23,7 @@ MiB = 1024 * 1024
 INTERFACES = ("auto", "channel-layer", "asgi3", "asgi2")
 
 #: WebSocket framing engines (daphne/websocket/engine_*.py): autobahn's
-#: protocol, or the sans-IO protocol of websockets.
+#: protocol, or the sans-IO protocol of websockets (the default).
 WEBSOCKET_ENGINES = ("autobahn", "websockets")
 
 #: The environment variable the command line reads ``--forwarded-allow-ips``
@@ -116,7 +116,7 @@ class Config:
     ws_deflate_mem_level: int = 5
     ws_deflate_level: int = 1
     #: What frames and unframes messages (one of WEBSOCKET_ENGINES).
-    websocket_engine: str = "autobahn"
+    websocket_engine: str = "websockets"
     #: A ping goes out after this many seconds without traffic from the
     #: client (0: never) ...
     ping_interval: float = 20.0

@@ -61,6 +61,7 @@ class Owner:
         self.events.append("awaiting_close")
 
     def closed(self, code: int, reason: str) -> None:
+        assert type(code) is int  # (what the application gets: no enum)
         self.events.append(("closed", code, reason))
 
     def frames(self) -> list[Frame]:
@@ -240,8 +241,10 @@ def test_a_client_that_breaks_the_protocol_gets_the_local_code(
     assert owner.messages == []
     assert close_of(owner).code == code
     assert "close_sent" in owner.events
-    # The client answers (autobahn waits for that; websockets has closed).
+    # The client answers: the connection closes (websockets' engine has
+    # closed already if the frame's length was never known).
     engine.feed(frame(Opcode.CLOSE, Close(code, "").serialize()))
+    assert owner.events[-1][0] == "close_transport"
     engine.connection_lost(None)
     reported = code
     if code == 1007 and data[0] == 0x81 and isinstance(engine, AutobahnEngine):
@@ -458,3 +461,23 @@ def test_a_message_arriving_whole_or_in_pieces_gets_the_same_checks():
                 engine.feed(piece)
             results.append((owner.messages, bytes(owner.written), owner.events))
         assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("kind", WEBSOCKET_ENGINES)
+def test_the_rest_of_an_oversize_frame_is_read_past_to_the_clients_close(kind):
+    """A client still sending a frame refused from its header (1009) is
+    read on, not reset, so it can read the close; its answer ends it."""
+    engine, owner = make_engine(kind, websocket_max_frame_size=1000)
+    data = frame(Opcode.BINARY, os.urandom(300_000))
+    engine.feed(data[:100])
+    assert close_of(owner).code == 1009
+    assert "awaiting_close" in owner.events
+    for start in range(100, len(data), 65536):
+        engine.feed(data[start : start + 65536])
+    engine.feed(frame(Opcode.PING, b"still"))
+    assert not any(event[0] == "close_transport" for event in owner.events)
+    engine.feed(frame(Opcode.CLOSE, Close(1009, "").serialize()))
+    assert owner.events[-1][0] == "close_transport"
+    assert owner.messages == []
+    engine.connection_lost(None)
+    assert owner.events[-1] == ("closed", 1009, "")

@@ -28,14 +28,16 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import logging
+import sys
 import zlib
+from collections.abc import Generator
 from struct import pack
 from typing import Any
 
 from websockets.exceptions import PayloadTooBig, ProtocolError
 from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import BINARY, CLOSE, CONT, CTRL_OPCODES, Frame
-from websockets.protocol import CLOSED, CLOSING, OPEN, SERVER, Protocol
+from websockets.protocol import CLOSED, CLOSING, OPEN, SEND_EOF, SERVER, Protocol
 from websockets.streams import StreamReader
 
 try:
@@ -82,6 +84,29 @@ _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 #: What websockets' parser waits in between frames.
 _AT_EOF = StreamReader.at_eof.__code__
+
+
+#: What websockets raises before a frame's length is known: the rest of the
+#: stream cannot be followed after them.
+_HEADER_ERRORS = frozenset({"invalid opcode", "incorrect masking"})
+
+
+class BadCloseFrame(ProtocolError):
+    """The client's close frame broke the protocol: it will send no other."""
+
+
+def _rest_of_bad_frame(exc: BaseException | None) -> int | None:
+    """How many bytes of the frame websockets refused are yet to be read (0:
+    it was read whole), or None to close at once: the stream cannot be
+    followed, or (as autobahn does) the text was not UTF-8, or the client
+    has sent its close already."""
+    if isinstance(exc, PayloadTooBig) and exc.size is not None:
+        return 4 + exc.size  # refused from its header: its mask key and payload
+    if isinstance(exc, (UnicodeDecodeError, BadCloseFrame)):
+        return None
+    if isinstance(exc, ProtocolError) and str(exc) in _HEADER_ERRORS:
+        return None
+    return 0
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -255,16 +280,18 @@ class WebSocketsEngine(Protocol):
             code, text = self.failed_code, ""
         elif self.close_rcvd is not None and self.close_sent is not None:
             # (A close frame without a code parses as 1005.)
-            code, text = self.close_rcvd.code, self.close_rcvd.reason
+            code, text = int(self.close_rcvd.code), self.close_rcvd.reason
         else:
             code, text = 1006, ""
         self.owner.closed(code, text)
 
     # -- writing ----------------------------------------------------------------
 
-    def flush(self) -> None:
+    def flush(self, abort: bool = False) -> None:
         """Write out what the protocol produced; its end-of-stream marker
-        closes the connection (a server closes first, RFC 6455 7.1.1)."""
+        closes the connection (a server closes first, RFC 6455 7.1.1):
+        ``abort`` once the client has answered daphne's close, as autobahn
+        does (nothing is left to send, and the client may not read)."""
         writes = self.writes
         self.writes = []
         owner = self.owner
@@ -273,7 +300,7 @@ class WebSocketsEngine(Protocol):
                 owner.send(data)
             else:
                 owner.unregister_producer()
-                owner.close_transport(False)
+                owner.close_transport(abort)
 
     # -- websockets' hooks, overridden -----------------------------------------
 
@@ -286,12 +313,61 @@ class WebSocketsEngine(Protocol):
         super().send_frame(frame)
 
     def fail(self, code: int, reason: str = "") -> None:
+        # (websockets' parser calls this while handling what it raised.)
+        rest = _rest_of_bad_frame(sys.exc_info()[1])
         if self._state is OPEN:
             codec = self.codec
             if code == 1002 and codec is not None and codec.corrupt:
                 code, reason = 1007, "invalid permessage-deflate data"
-            self.failed_code = code
+            self.failed_code = int(code)  # (not websockets' CloseCode enum)
+        reader = self.reader
+        kept, reader.buffer = reader.buffer, bytearray()  # (discard() empties it)
         super().fail(code, reason)
+        if rest is None:
+            return  # the stream is lost: close at once, as websockets does
+        reader.buffer = kept
+        # Read on to the client's close instead (autobahn does too): a client
+        # still sending a large message would otherwise get a TCP reset,
+        # which can destroy the close frame before it reads it.
+        if self.writes and not self.writes[-1]:
+            self.writes.pop()  # (not the end of the stream yet)
+        self.parser = self.drain(rest)
+        next(self.parser)
+        self.owner.awaiting_close()
+
+    def drain(self, skip: int) -> Generator[None]:
+        """Replaces the parser once the connection has failed: skip the rest
+        of the bad frame, then whole frames unread, until the client's close
+        ends the connection (or the owner's close timer drops it)."""
+        buffer = self.reader.buffer
+        while True:
+            while skip:
+                while not buffer:
+                    yield
+                taken = min(skip, len(buffer))
+                del buffer[:taken]  # (a frame's length may be anything)
+                skip -= taken
+            while len(buffer) < 2:
+                yield
+            first, second = buffer[0], buffer[1]
+            length, size = second & 0x7F, 2
+            if length == 126:
+                size = 4
+            elif length == 127:
+                size = 10
+            while len(buffer) < size:
+                yield
+            if size > 2:
+                length = int.from_bytes(buffer[2:size], "big")
+            skip = size + (4 if second & 0x80 else 0) + length
+            if first & 0x0F == CLOSE and length <= 125:
+                while len(buffer) < skip:
+                    yield
+                break
+        self.writes.append(SEND_EOF)  # the closing handshake is complete
+        while True:
+            del buffer[:]
+            yield
 
     def recv_frame(self, frame: Frame) -> None:
         opcode = frame.opcode
@@ -300,10 +376,16 @@ class WebSocketsEngine(Protocol):
                 # A close may come between fragments (RFC 6455 5.4): the
                 # unfinished message is dropped (websockets would fail 1002).
                 self.current_size = self.partial = None
-            super().recv_frame(frame)  # answers pings and closes
+            answer = opcode is CLOSE and self._state is CLOSING
+            try:
+                super().recv_frame(frame)  # answers pings and closes
+            except ProtocolError as exc:
+                if opcode is not CLOSE:
+                    raise
+                raise BadCloseFrame(str(exc)) from exc
             del self.events[:]  # (events are not used: nothing piles up)
             if self.writes:
-                self.flush()
+                self.flush(answer)
             return
         data = frame.data
         if opcode is CONT:
