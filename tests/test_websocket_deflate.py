@@ -1,4 +1,5 @@
-"""permessage-deflate (RFC 7692) over real sockets, against a real daphne.
+"""permessage-deflate (RFC 7692) over real sockets, against a real daphne
+(with each WebSocket engine).
 
 The ``websockets`` client offers compression as browsers do; a raw socket
 sends exact offers and hand-made compressed frames (a decompression bomb,
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.sync.client import connect
 
+from daphne.config import WEBSOCKET_ENGINES
 from daphne.websocket.deflate import DeflateSettings, negotiate
 from daphne.websocket.handshake import HandshakeError, extension_offers
 from tests.clients import (
@@ -49,10 +51,17 @@ WS_APPS = "tests.ws_apps:application"
 LAYER_APP = "tests.layer_apps:channel_layer"
 
 
-@pytest.fixture(scope="module")
-def server():
-    """daphne with a 64 KiB message limit (frames up to 1 MiB)."""
-    with run_daphne("--websocket-max-message-size", "65536", app=WS_APPS) as running:
+@pytest.fixture(scope="module", params=WEBSOCKET_ENGINES)
+def server(request):
+    """daphne with a 64 KiB message limit (frames up to 1 MiB), with each
+    WebSocket engine."""
+    with run_daphne(
+        "--websocket-max-message-size",
+        "65536",
+        "--websocket-engine",
+        request.param,
+        app=WS_APPS,
+    ) as running:
         yield running
 
 
