@@ -109,12 +109,10 @@ def _rest_of_bad_frame(exc: BaseException | None) -> int | None:
     return 0
 
 
-def _is_utf8(data: bytes) -> bool:
-    try:
-        data.decode()
-    except UnicodeDecodeError:
-        return False
-    return True
+#: The two header bytes of a short unmasked text or binary message, by
+#: length.
+_TEXT_HEADERS = [bytes((0x81, length)) for length in range(126)]
+_BINARY_HEADERS = [bytes((0x82, length)) for length in range(126)]
 
 
 class WebSocketsEngineFactory:
@@ -207,9 +205,15 @@ class WebSocketsEngine(Protocol):
             waiting = self.parser.gi_yieldfrom
             if waiting is not None and waiting.gi_code is _AT_EOF:
                 payload = apply_mask(data[6:], data[2:6])
-                binary = data[0] == 0x82
-                if binary or _is_utf8(payload):
-                    self.deliver(payload, binary)
+                if data[0] == 0x82:
+                    self.deliver(payload, True)
+                    return
+                try:
+                    payload.decode()
+                except UnicodeDecodeError:
+                    pass  # (the parser refuses it, with its reason)
+                else:
+                    self.deliver(payload, False)
                     return
         self.receive_data(data)
         if self.writes:
@@ -239,10 +243,12 @@ class WebSocketsEngine(Protocol):
         # to make (websockets' serializer goes through a BytesIO and checks a
         # frame built for the purpose).
         length = len(payload)
-        first = 0x82 if binary else 0x81
         if length < 126:
-            self.owner.send(bytes((first, length)) + payload)
-        elif length < 65536:
+            headers = _BINARY_HEADERS if binary else _TEXT_HEADERS
+            self.owner.send(headers[length] + payload)
+            return
+        first = 0x82 if binary else 0x81
+        if length < 65536:
             self.owner.send(pack("!BBH", first, 126, length) + payload)
         else:
             # (Two writes rather than a copy of a large payload.)
