@@ -65,6 +65,8 @@ PRIVATE_NAMES = (
     "current_size",
     "close_rcvd",
     "close_sent",
+    "extensions",
+    "id",
     "_state",
     "decode_cont_data",
     "remote_max_window_bits",
@@ -163,8 +165,11 @@ class WebSocketsEngine(Protocol):
         self.fast_limit = min([125, *(limit for limit in max_size if limit)])
         self.subprotocol = subprotocol
         self.codec = codec
-        if codec is not None:
-            self.extensions = [codec]
+        # (Sequences are all websockets asks of these: none shared by every
+        # socket without compression, and no per-socket id for websockets'
+        # own logs, which daphne does not use: 232 bytes an idle socket.)
+        self.extensions = () if codec is None else (codec,)
+        self.id = None
         #: A fragmented message so far: its pieces, whether it is binary, and
         #: (text) the decoder that checks its UTF-8 frame by frame.
         self.partial: tuple[list[bytes], bool, Any] | None = None
