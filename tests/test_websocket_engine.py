@@ -481,3 +481,19 @@ def test_the_rest_of_an_oversize_frame_is_read_past_to_the_clients_close(kind):
     assert owner.messages == []
     engine.connection_lost(None)
     assert owner.events[-1] == ("closed", 1009, "")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [raw_frame(0x83, b"x"), raw_frame(0x81, b"x", masked=False)],
+    ids=["reserved opcode", "unmasked"],
+)
+def test_websockets_closes_at_once_when_the_bad_frames_length_is_unknown(data):
+    """websockets refuses these before reading the frame's length, so the
+    rest of the stream cannot be followed: the engine closes at once (it
+    recognises them by websockets' messages, which this pins)."""
+    engine, owner = make_engine("websockets")
+    engine.feed(data + frame(Opcode.TEXT, b"more"))
+    assert close_of(owner).code == 1002
+    assert owner.events[-2:] == ["unregister", ("close_transport", False)]
+    assert "awaiting_close" not in owner.events
