@@ -37,6 +37,11 @@ logger = logging.getLogger(__name__)
 #: Set in the environment of the server the reloader starts.
 CHILD_ENV = "DAPHNE_RELOADER_CHILD"
 
+#: How long (ms) the watcher waits for changes before it reports "none": the
+#: server starts after the first such report, and a server that exited by
+#: itself is noticed within this time.
+WATCH_TICK_MS = 250
+
 
 class ReloadError(ValueError):
     """The reload options cannot work; the message names the option."""
@@ -172,20 +177,25 @@ class Reloader:
             ", ".join(str(d) for d in self.directories),
         )
         try:
-            self.start()
             # yield_on_timeout: an empty set now and then, to notice a
-            # server that exited by itself.
+            # server that exited by itself. The first one says the watches
+            # are in place: only then does the server start, so a change
+            # made as soon as it answers cannot be missed.
+            waiting = True
             for changes in watchfiles.watch(
                 *self.directories,
                 watch_filter=self.change_filter,
                 stop_event=self.stopping,
-                rust_timeout=1000,
+                rust_timeout=WATCH_TICK_MS,
                 yield_on_timeout=True,
                 raise_interrupt=False,
             ):
                 if self.stopping.is_set():
                     break
-                if changes:
+                if waiting:
+                    waiting = False
+                    self.start()  # (it reads any change made meanwhile)
+                elif changes:
                     self.restart(sorted({path for _, path in changes}))
                 else:
                     self.reap()

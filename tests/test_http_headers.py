@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from daphne.config import Config
 from daphne.http.errors import HTTPError
-from daphne.http.headers import RequestHead
+from daphne.http.headers import COMMON_NAMES, RequestHead, share_common_names
 from daphne.http.scope import build_scope, peer_proxy, split_target
 
 TOKEN = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-!#$%&'*+.^`|~"
@@ -42,6 +42,23 @@ def test_valid_fields_are_kept_lower_cased_and_right_stripped(name, value):
         return  # rules of their own, below
     else:
         assert fields.headers == [(lower, value.rstrip(b" \t"))]
+
+
+@given(
+    fields=st.lists(
+        st.tuples(st.one_of(names, st.sampled_from(sorted(COMMON_NAMES))), values)
+    )
+)
+def test_common_names_are_swapped_for_shared_copies(fields):
+    """A WebSocket's scope keeps its header list for as long as the socket is
+    open: the common names become shared objects, nothing else changes."""
+    headers = [(bytes(name.lower()), value) for name, value in fields]
+    before = list(headers)
+    share_common_names(headers)
+    assert headers == before
+    for name, _ in headers:
+        if name in COMMON_NAMES:
+            assert name is COMMON_NAMES[name]
 
 
 @given(prefix=names, suffix=names, value=values)

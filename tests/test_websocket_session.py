@@ -404,6 +404,155 @@ def test_no_pings_while_the_server_is_not_reading():
     assert conn.open
 
 
+def test_an_idle_socket_keeps_a_single_timer():
+    """Connect timeout, lifetime and pings share the connection's one timer
+    (a DelayedCall costs an idle socket about 350 bytes)."""
+    conn = ws_connect(websocket_timeout=100, ping_interval=3, ping_timeout=5)
+    conn.handshake()
+    assert len(conn.clock.getDelayedCalls()) == 1
+    conn.accept()
+    assert len(conn.clock.getDelayedCalls()) == 1
+    conn.advance(3)
+    (ping,) = conn.frames()
+    assert len(conn.clock.getDelayedCalls()) == 1
+    conn.send(frame(Opcode.PONG, ping.data))
+    assert len(conn.clock.getDelayedCalls()) == 1
+
+
+def test_an_open_socket_lets_go_of_the_http_response_writer():
+    """Nothing is answered as HTTP once the socket is open; the writer stays
+    only while a refusal is still possible."""
+    conn = ws_connect()
+    conn.handshake()
+    assert conn.protocol.writer is not None
+    conn.accept()
+    assert conn.protocol.writer is None
+    conn.protocol.shutdown()
+    (close,) = conn.frames()
+    assert Close.parse(close.data).code == 1001
+
+
+def test_connect_timeout_longer_than_the_head_timeout_refuses_on_time():
+    """The connection's timer was set for the request head (10 s); moved
+    lazily, it wakes the session early, and the refusal still comes at 30 s."""
+    conn = ws_connect(websocket_connect_timeout=30, request_head_timeout=10)
+    conn.handshake()
+    conn.advance(29.9)
+    assert conn.output() == b""
+    conn.advance(0.1)
+    assert one_response(conn.output()).status == 403
+
+
+def test_an_answered_ping_brings_the_next_ping_forward():
+    """With a ping timeout longer than the interval (as by default), the
+    answer moves the next look at the socket earlier, not later."""
+    conn = opened(ping_interval=3, ping_timeout=10)
+    conn.advance(3)
+    (ping,) = conn.frames()
+    conn.advance(1)
+    conn.send(frame(Opcode.PONG, ping.data))
+    conn.advance(2.9)
+    assert conn.frames() == []
+    conn.advance(0.1)
+    assert [f.opcode for f in conn.frames()] == [Opcode.PING]
+
+
+def test_lifetime_expires_while_a_ping_is_unanswered():
+    conn = opened(ping_interval=1, ping_timeout=5, websocket_timeout=3)
+    conn.advance(1)
+    assert [f.opcode for f in conn.frames()] == [Opcode.PING]
+    conn.advance(1.9)
+    assert conn.frames() == []
+    conn.advance(0.1)
+    (close,) = conn.frames()
+    assert Close.parse(close.data).code == 1000
+    conn.advance(2)  # where the ping timeout was: nothing more is sent
+    assert conn.frames() == []
+
+
+def test_unanswered_close_handshake_is_dropped_after_the_close_timeout():
+    conn = opened(close_timeout=2, ping_interval=0, transport=UnreadTransport())
+    conn.instance.send({"type": "websocket.close", "code": 1000})
+    (close,) = conn.frames()
+    assert Close.parse(close.data).code == 1000
+    conn.advance(1.9)
+    assert not conn.transport.aborted
+    conn.advance(0.1)
+    assert conn.transport.aborted
+    assert conn.clock.getDelayedCalls() == []
+
+
+#: The model's clock ticks (exact in binary floating point).
+TICK = 0.25
+
+
+def model_events(interval, timeout, lifetime, steps):
+    """What the socket should do, tick by tick: a ping ``interval`` ticks
+    after the client's last traffic, a drop ``timeout`` ticks after an
+    unanswered ping, a close when the lifetime (half a tick off the grid)
+    ends. ``steps`` are (ticks to wait, client sends a frame then)."""
+    events = []
+    last_seen, ping_sent, tick = 0, None, 0
+    for wait, traffic in steps:
+        for _ in range(wait):
+            tick += 1
+            while True:
+                if ping_sent is None:
+                    due, kind = last_seen + interval, "ping"
+                else:
+                    due, kind = ping_sent + timeout, "drop"
+                if lifetime < due:
+                    due, kind = lifetime, "close"
+                if due > tick:
+                    break
+                events.append((tick, kind))
+                if kind != "ping":
+                    return events
+                ping_sent = due
+        if traffic:
+            last_seen, ping_sent = tick, None
+    return events
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    interval=st.integers(1, 8),
+    timeout=st.integers(1, 8),
+    lifetime=st.integers(1, 80),
+    steps=st.lists(st.tuples(st.integers(1, 10), st.booleans()), max_size=12),
+)
+def test_timers_follow_the_model_over_any_traffic(interval, timeout, lifetime, steps):
+    """Pings, their timeout and the lifetime, over any sequence of client
+    traffic and idle time, on one timer: each event on its tick."""
+    conn = opened(
+        ping_interval=interval * TICK,
+        ping_timeout=timeout * TICK,
+        websocket_timeout=(lifetime + 0.5) * TICK,
+        transport=UnreadTransport(),
+    )
+    expected = model_events(interval, timeout, lifetime + 0.5, steps)
+    seen, tick, ended = [], 0, False
+    for wait, traffic in steps:
+        for _ in range(wait):
+            conn.advance(TICK)
+            tick += 1
+            for sent in conn.frames():
+                kind = {Opcode.PING: "ping", Opcode.CLOSE: "close"}[sent.opcode]
+                seen.append((tick, kind))
+                ended = ended or kind == "close"
+            if conn.transport.aborted and not ended:
+                seen.append((tick, "drop"))
+                ended = True
+            if ended:
+                break
+            assert len(conn.clock.getDelayedCalls()) == 1
+        if ended:
+            break
+        if traffic:
+            conn.send(frame(Opcode.TEXT, b"traffic"))
+    assert seen == expected
+
+
 # -- shutdown ------------------------------------------------------------------
 
 

@@ -55,6 +55,8 @@ class Deadline(enum.Enum):
     BODY = "body"
     #: Closing: abort if the client does not read what is left.
     ABORT = "abort"
+    #: The WebSocket session's next deadline (see ``set_timer``).
+    SESSION = "session"
 
 
 class ReadPause(enum.Enum):
@@ -73,6 +75,7 @@ IDLE_DEADLINE = Deadline.IDLE
 HEAD_DEADLINE = Deadline.HEAD
 BODY_DEADLINE = Deadline.BODY
 APP_PAUSE = ReadPause.APP
+SESSION_DEADLINE = Deadline.SESSION
 
 
 @implementer(IPushProducer)
@@ -261,6 +264,11 @@ class HTTP11Connection(WebSocketCarrier, HTTP2Handover, protocol.Protocol):
         kind = self.deadline_kind
         if kind is None or self.disconnected:
             return
+        if kind is SESSION_DEADLINE:
+            # (The session checks its own deadlines, early or not.)
+            self.deadline_kind = None
+            self.websocket.timer_fired()
+            return
         remaining = self.deadline - self.reactor.seconds()
         if remaining > 0:
             self.timer = self.reactor.callLater(remaining, self.deadline_reached)
@@ -274,6 +282,13 @@ class HTTP11Connection(WebSocketCarrier, HTTP2Handover, protocol.Protocol):
             self.transport.abortConnection()
         else:
             self.close()
+
+    def set_timer(self, delay: float) -> None:
+        """The WebSocket session's timer (see ``Carrier``): the connection's
+        one timer, which timed the request head, serves the socket too, so an
+        idle WebSocket keeps a single ``DelayedCall``."""
+        if not self.closing:
+            self.set_deadline(SESSION_DEADLINE, delay)
 
     def arm_http_timer(self) -> None:
         """Time the request being answered: from its start, and again from

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..access import describe_client
 from ..http.exchange import HTTPExchange, ResponseState
+from ..http.headers import share_common_names
 from ..websocket.handshake import HandshakeError, check_request
 from ..websocket.session import WebSocketSession
 
@@ -60,6 +61,7 @@ class WebSocketCarrier:
         # From here on the reader is never used again (about 1 KiB per open
         # WebSocket): ``reader`` is None exactly when ``websocket`` is set.
         self.reader = None
+        share_common_names(scope["headers"])
         self.websocket = WebSocketSession(self, scope, key, self.factory.engines)
         self.websocket.start(rest)
 
@@ -78,6 +80,11 @@ class WebSocketCarrier:
         request.state = ResponseState.FAILED
         self.writer.write_error(request, status, detail, headers)
         return request
+
+    def accepted(self) -> None:
+        """The WebSocket is open: the response writer (and its five bound
+        methods, about 400 bytes) is never used again."""
+        self.writer = None
 
     def log_event(self, protocol: str, action: str, details: dict) -> None:
         self.factory.log_event(protocol, action, details)

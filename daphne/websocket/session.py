@@ -8,9 +8,12 @@ answered as plain HTTP by an exchange of the connection, so it gets the same
 framing and error pages as any response. Once accepted, the framing engine
 (:mod:`.engine`) carries the messages.
 
-The session owns the socket's timers (connect timeout, lifetime, idle pings,
-close handshake), each its own ``DelayedCall`` on the server's reactor, and
-its flow control both ways. It runs on a :class:`Carrier`: today an HTTP/1.1
+The session owns the socket's deadlines (connect timeout, lifetime, idle
+pings, close handshake) and its flow control both ways. The deadlines are
+plain times; one timer of the carrier (:meth:`Carrier.set_timer`) wakes the
+session at the earliest of them, and is moved lazily: a ``DelayedCall`` costs
+an idle socket about 350 bytes, and every cancelled one stays in the reactor's
+queue until it would have fired. It runs on a :class:`Carrier`: today an HTTP/1.1
 connection, later an HTTP/2 stream (RFC 8441).
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 from typing import Any, Protocol
 
 from twisted.python.failure import Failure
@@ -58,8 +62,27 @@ MAX_EARLY_DATA = 64 * 1024
 #: The request header carrying extension offers (RFC 6455 section 9.1).
 EXTENSIONS = b"sec-websocket-extensions"
 
-#: The session's timers, by attribute name.
-TIMERS = ("connect_call", "lifetime_call", "ping_call", "close_call")
+#: The session's deadlines (attribute names), and what runs when each passes.
+DEADLINES = {
+    "connect_at": "connect_timed_out",
+    "lifetime_at": "lifetime_expired",
+    "ping_at": "ping",
+    "close_at": "close_timed_out",
+}
+
+#: A deadline this close (in seconds) counts as passed: a timer moved by a
+#: relative delay can land a rounding error before the absolute deadline.
+DUE_SLACK = 1e-6
+
+
+def next_deadline(session: WebSocketSession) -> tuple[str | None, float]:
+    """A session's earliest deadline: ``(attribute, time)``, or ``(None, inf)``."""
+    due, earliest = None, math.inf
+    for name in DEADLINES:
+        deadline = getattr(session, name)
+        if deadline is not None and deadline < earliest:
+            due, earliest = name, deadline
+    return due, earliest
 
 
 def outgoing_message(event: Event) -> tuple[bytes, bool]:
@@ -137,6 +160,15 @@ class Carrier(Protocol):
 
     def unregister_producer(self) -> None: ...
 
+    def accepted(self) -> None:
+        """The handshake was accepted: nothing more is answered as HTTP (the
+        carrier may let go of what only HTTP needed)."""
+
+    def set_timer(self, delay: float) -> None:
+        """Call the session's ``timer_fired`` in ``delay`` seconds (or
+        earlier: the session checks its deadlines). Ignored once the carrier
+        is closing (its own close timeout ends it)."""
+
     def denial_exchange(self, scope: dict) -> HTTPExchange:
         """An exchange that answers the held handshake as plain HTTP (the
         ``websocket.http.response`` denial extension)."""
@@ -171,8 +203,7 @@ class WebSocketSession:
         "read_paused",
         "last_seen",
         "ping_sent",
-        "log_path",
-        *TIMERS,
+        *DEADLINES,
     )
 
     def __init__(
@@ -196,12 +227,15 @@ class WebSocketSession:
         self.last_seen = 0.0
         #: When the unanswered ping went out, or None.
         self.ping_sent: float | None = None
-        self.log_path = scope["raw_path"].decode("latin-1")
-        self.connect_call: Any = None
-        self.lifetime_call: Any = None
-        self.ping_call: Any = None
-        #: Aborts a close handshake the client does not answer.
-        self.close_call: Any = None
+        # Deadlines (reactor times, or None; see timer_fired): connect timeout,
+        # lifetime, the next look at idleness (or at the unanswered ping), and
+        # the close handshake's end.
+        self.connect_at = self.lifetime_at = self.ping_at = self.close_at = None
+
+    @property
+    def log_path(self) -> str:
+        """The path, as log messages show it (made when needed: rarely)."""
+        return self.scope["raw_path"].decode("latin-1")
 
     # -- from the carrier --------------------------------------------------------
 
@@ -217,7 +251,8 @@ class WebSocketSession:
         self.log_access("connecting")
         timeout = self.config.websocket_connect_timeout
         if timeout is not None:
-            self.connect_call = self.reactor.callLater(timeout, self.connect_timed_out)
+            self.connect_at = self.reactor.seconds() + timeout
+            self.arm()
 
     def data_received(self, data: bytes) -> None:
         phase = self.phase
@@ -290,10 +325,9 @@ class WebSocketSession:
         self.cancel_timers()
 
     def awaiting_close(self) -> None:
-        if self.close_call is None:
-            self.close_call = self.reactor.callLater(
-                self.config.close_timeout, self.close_timed_out
-            )
+        if self.close_at is None:
+            self.close_at = self.reactor.seconds() + self.config.close_timeout
+            self.arm()
 
     def closed(self, code: int, reason: str) -> None:
         """The connection is gone (Twisted reports that once)."""
@@ -365,7 +399,7 @@ class WebSocketSession:
             headers = accept_headers(event.get("headers", ()))
         except ValueError as exc:
             self.fail(str(exc))
-        self.stop_connect_timer()
+        self.connect_at = None
         conn = self.conn
         engines = self.engines
         # Compression is agreed here, transparently to the application (the
@@ -381,23 +415,23 @@ class WebSocketSession:
             self.key, subprotocol, headers, engines.server_header, extensions
         )
         conn.send(head)
+        conn.accepted()
         self.phase = Phase.OPEN
         self.log_access("connected")
-        self.last_seen = self.reactor.seconds()
+        now = self.last_seen = self.reactor.seconds()
         config = self.config
         if config.websocket_timeout is not None:
-            self.lifetime_call = self.reactor.callLater(
-                config.websocket_timeout, self.lifetime_expired
-            )
+            self.lifetime_at = now + config.websocket_timeout
         if config.ping_interval:
-            self.ping_call = self.reactor.callLater(config.ping_interval, self.ping)
+            self.ping_at = now + config.ping_interval
+        self.arm()
         if self.early:
             early, self.early = self.early, b""
             self.engine.feed(early)
 
     def refuse(self, status: int) -> None:
         """Answer the held handshake with an error page."""
-        self.stop_connect_timer()
+        self.connect_at = None
         self.phase = Phase.REFUSED
         self.refusal = self.conn.refuse(self.scope, status)
 
@@ -461,23 +495,28 @@ class WebSocketSession:
 
     # -- timers -----------------------------------------------------------------
 
-    def cancel_timer(self, name: str) -> None:
-        call = getattr(self, name)
-        if call is not None:
-            if call.active():
-                call.cancel()
-            setattr(self, name, None)
+    def arm(self) -> None:
+        """Have the carrier wake the session at its earliest deadline."""
+        name, when = next_deadline(self)
+        if name is not None:
+            self.conn.set_timer(max(0.0, when - self.reactor.seconds()))
 
-    def stop_connect_timer(self) -> None:
-        self.cancel_timer("connect_call")
+    def timer_fired(self) -> None:
+        """The carrier's timer: run every deadline that has passed, earliest
+        first, then ask to be woken at the next one. (It may fire early, or
+        when no deadline is left: that costs a look at four attributes.)"""
+        name, when = next_deadline(self)
+        while name is not None and when <= self.reactor.seconds() + DUE_SLACK:
+            setattr(self, name, None)
+            getattr(self, DEADLINES[name])()
+            name, when = next_deadline(self)
+        self.arm()
 
     def cancel_timers(self) -> None:
-        """Every timer of this socket (the connection is closing or gone)."""
-        for name in TIMERS:
-            self.cancel_timer(name)
+        """Drop every deadline (the connection is closing or gone)."""
+        self.connect_at = self.lifetime_at = self.ping_at = self.close_at = None
 
     def connect_timed_out(self) -> None:
-        self.connect_call = None
         timeout = self.config.websocket_connect_timeout
         if self.phase is Phase.HANDSHAKE:
             logger.warning(
@@ -497,20 +536,18 @@ class WebSocketSession:
                 refusal.abort(403)
 
     def close_timed_out(self) -> None:
-        self.close_call = None
         if not self.engine.finished:
             logger.info("WebSocket %s did not answer its close", self.log_path)
             self.engine.drop()
 
     def lifetime_expired(self) -> None:
-        self.lifetime_call = None
         logger.info("WebSocket %s reached its time limit; closing", self.log_path)
         self.close(1000)
 
     def ping(self) -> None:
-        """The ping timer: ping after ``ping_interval`` idle seconds, then drop
-        the socket if nothing arrives within ``ping_timeout``."""
-        self.ping_call = None
+        """The ping deadline: ping after ``ping_interval`` idle seconds, then
+        drop the socket if nothing arrives within ``ping_timeout``. (Traffic
+        does not move the deadline: it is checked against ``last_seen`` here.)"""
         if self.phase is not Phase.OPEN:
             return
         config = self.config
@@ -525,20 +562,22 @@ class WebSocketSession:
             return
         if self.read_paused:
             # The server is not reading, so a pong could not be seen.
-            delay = config.ping_interval
-        else:
-            delay = self.last_seen + config.ping_interval - now
-            if delay <= 0:
-                self.ping_sent = now
-                self.engine.ping()
-                delay = config.ping_timeout
-        self.ping_call = self.reactor.callLater(delay, self.ping)
+            self.ping_at = now + config.ping_interval
+            return
+        idle_until = self.last_seen + config.ping_interval
+        if idle_until > now + DUE_SLACK:
+            self.ping_at = idle_until
+            return
+        self.ping_sent = now
+        self.ping_at = now + config.ping_timeout
+        self.engine.ping()
 
     def answered_ping(self) -> None:
         """Any traffic from the client answers the outstanding ping."""
         self.ping_sent = None
-        if self.ping_call is not None and self.ping_call.active():
-            self.ping_call.reset(self.config.ping_interval)
+        if self.ping_at is not None:
+            self.ping_at = self.reactor.seconds() + self.config.ping_interval
+            self.arm()
 
     def log_access(self, action: str) -> None:
         client = format_client(self.scope["client"])
