@@ -11,7 +11,8 @@
 #                  apt-get can install it), then the pytest suite
 #   make conformance  the Autobahn TestSuite (all 517 cases, by kosoku in
 #                  conformance/.venv) against daphne; fails on FAILED or
-#                  UNIMPLEMENTED (make test runs a subset, see README)
+#                  UNIMPLEMENTED (make test runs a subset, see README);
+#                  ENGINE=autobahn: against that WebSocket engine
 #   make format    apply ruff fixes and formatting
 #   make clean     remove build artefacts and tool caches (keeps .venv)
 #   make distclean clean, and remove .venv too
@@ -137,5 +138,8 @@ $(CONFORMANCE_STAMP): conformance/requirements.txt | $(CONFORMANCE_VENV)/bin/pyt
 	$(CONFORMANCE_VENV)/bin/python -m pip install -r conformance/requirements.txt
 	touch $@
 
+ENGINE ?= websockets
+
 conformance: $(CONFORMANCE_STAMP) | $(BIN)/daphne
-	$(CONFORMANCE_VENV)/bin/python -m conformance.autobahn --daphne $(BIN)/daphne $(ARGS)
+	$(CONFORMANCE_VENV)/bin/python -m conformance.autobahn --daphne $(BIN)/daphne \
+		--engine $(ENGINE) $(ARGS)

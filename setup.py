@@ -50,14 +50,18 @@ setup(
     include_package_data=True,
     zip_safe=False,
     install_requires=[
-        # Bounded: daphne/protocols/direct.py and daphne/websocket/engine.py
-        # read internals of these two; raise the bounds once the tests that
+        # Bounded: daphne/protocols/direct.py and daphne/websocket/engine_*.py
+        # read internals of these; raise the bounds once the tests that
         # name those internals pass on a new release.
         "twisted[tls]>=22.4,<27",
         # (26.11: the first tested release that hands a compressed frame's
         # remaining message budget to the codec and closes with 1009 when it
         # is exceeded: daphne/websocket/deflate.py relies on both.)
         "autobahn>=26.11,<27",
+        # The default WebSocket engine, daphne/websocket/engine_websockets.py,
+        # hooks into its sans-IO Protocol (recv_frame, send_frame, fail, the
+        # parser and its reader) and PerMessageDeflate: tested on 17.x.
+        "websockets>=17,<18",
         "asgiref>=3.7,<4",
         "httptools>=0.6",
         # HTTP/2 framing, driven sans-IO by daphne/protocols/http2.py (which

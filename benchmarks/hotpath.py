@@ -31,6 +31,11 @@ callgrind does not count) that sends one request (or echo) at a time:
 
     python benchmarks/hotpath.py --ab wire-http 500
     python benchmarks/hotpath.py --profile wire-ws 2000   # cProfile's top entries
+
+``--engine autobahn`` runs the WebSocket kinds on that framing engine
+(daphne's ``--websocket-engine``; websockets by default):
+
+    python benchmarks/hotpath.py --ab ws --engine autobahn
 """
 
 from __future__ import annotations
@@ -80,6 +85,10 @@ class Host:
         return self.last
 
 
+#: The WebSocket engine of the run (--engine).
+ENGINE = "websockets"
+
+
 def run(kind: str, count: int) -> None:
     from twisted.internet.task import Clock
     from twisted.internet.testing import StringTransport
@@ -88,7 +97,8 @@ def run(kind: str, count: int) -> None:
     from daphne.protocols import HTTPFactory
 
     host = Host()
-    conn = HTTPFactory(Config(), host, Clock()).buildProtocol(None)
+    config = Config(websocket_engine=ENGINE)
+    conn = HTTPFactory(config, host, Clock()).buildProtocol(None)
     transport = StringTransport()
     conn.makeConnection(transport)
     if kind == "http":
@@ -195,6 +205,7 @@ def run_wire(kind: str, count: int) -> None:
         websocket_connect_timeout=day,
         ping_interval=day,
         ping_timeout=day,
+        websocket_engine=ENGINE,
     )
     host = AppHost(application, config, reactor, reactor._asyncioEventloop)
 
@@ -276,7 +287,8 @@ def profile(kind: str, count: int, top: int = 25) -> None:
 
 def instructions(kind: str, count: int) -> int:
     # A plain run first, so that no counted run compiles a changed module.
-    subprocess.run([sys.executable, __file__, kind, "10"], check=True)
+    engine = ["--engine", ENGINE]
+    subprocess.run([sys.executable, __file__, kind, "10", *engine], check=True)
     out = subprocess.run(
         [
             "valgrind",
@@ -286,6 +298,7 @@ def instructions(kind: str, count: int) -> int:
             __file__,
             kind,
             str(count),
+            *engine,
         ],
         capture_output=True,
         text=True,
@@ -307,9 +320,17 @@ def main() -> None:
         "print the cost of one request (start-up cancels out)",
     )
     parser.add_argument("--profile", action="store_true", help="print cProfile's top")
+    parser.add_argument(
+        "--engine",
+        choices=["autobahn", "websockets"],
+        default="websockets",
+        help="the WebSocket framing engine (default: %(default)s)",
+    )
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     options = parser.parse_args()
+    global ENGINE
+    ENGINE = options.engine
     if options.client:
         client(options.kind, options.count, options.port)
         return
@@ -322,7 +343,8 @@ def main() -> None:
     small = instructions(options.kind, options.count)
     large = instructions(options.kind, 5 * options.count)
     per = (large - small) / (4 * options.count)
-    print(f"{options.kind}: {per:,.0f} instructions per request")
+    engine = f" ({ENGINE})" if "ws" in options.kind else ""
+    print(f"{options.kind}{engine}: {per:,.0f} instructions per request")
 
 
 if __name__ == "__main__":

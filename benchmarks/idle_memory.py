@@ -10,6 +10,7 @@ on the machine's load, and it says where the bytes are:
 
     python benchmarks/idle_memory.py            # 300 sockets
     python benchmarks/idle_memory.py 1000 --top 40
+    python benchmarks/idle_memory.py --engine autobahn   # that framing engine
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def client(port: int, count: int) -> None:
     sys.stdin.readline()
 
 
-def serve(count: int, top: int) -> None:
+def serve(count: int, top: int, engine: str = "websockets") -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from app import application
     from twisted.internet import protocol
@@ -68,7 +69,7 @@ def serve(count: int, top: int) -> None:
     from daphne.server import install_reactor
 
     reactor = install_reactor()
-    config = Config()
+    config = Config(websocket_engine=engine)
     host = AppHost(application, config, reactor, reactor._asyncioEventloop)
     port = reactor.listenTCP(
         0, HTTPFactory(config, host, reactor), interface="127.0.0.1"
@@ -100,7 +101,7 @@ def serve(count: int, top: int) -> None:
     total = sum(stat.size_diff for stat in stats)
     print(
         f"Python heap per idle WebSocket: {total / count:,.0f} bytes "
-        f"({total / count / 1024:.2f} KiB), {count} sockets"
+        f"({total / count / 1024:.2f} KiB), {count} sockets, {engine} engine"
     )
     # Sites relative to site-packages or to the repository.
     prefixes = (
@@ -124,12 +125,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("count", type=int, nargs="?", default=300)
     parser.add_argument("--top", type=int, default=25, help="allocation sites shown")
+    parser.add_argument(
+        "--engine",
+        choices=["autobahn", "websockets"],
+        default="websockets",
+        help="the WebSocket framing engine (default: %(default)s)",
+    )
     parser.add_argument("--client", type=int, metavar="PORT", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.client:
         client(options.client, options.count)
     else:
-        serve(options.count, options.top)
+        serve(options.count, options.top, options.engine)
 
 
 if __name__ == "__main__":

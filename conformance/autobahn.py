@@ -3,12 +3,15 @@
 ``make conformance`` runs all 517 cases (sections 1-7, 9, 10, 12, 13)::
 
     python -m conformance.autobahn [--subset ci] [--daphne .venv/bin/daphne]
+                                   [--engine websockets|autobahn]
 
 kosoku (https://pypi.org/project/kosoku/) drives the TestSuite's own case
 files from a native runner; it is installed in a virtualenv of its own
 (``conformance/.venv``), and daphne runs from the project's ``.venv``. daphne
 serves :mod:`conformance.echo` with the message and frame limits raised to
-16 MiB on the command line, for section 9 (the 1 MiB default stays).
+16 MiB on the command line, for section 9 (the 1 MiB default stays), and
+with the WebSocket engine ``--engine`` names (``make conformance
+ENGINE=autobahn``; websockets by default).
 
 Each case gets one verdict: its message verdict, unless its closing handshake
 did worse. The run fails on any FAILED or UNIMPLEMENTED case (or one that
@@ -201,15 +204,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the daphne executable to test (default: the project's .venv)",
     )
     parser.add_argument(
+        "--engine",
+        choices=("autobahn", "websockets"),
+        default="websockets",
+        help="daphne's --websocket-engine (default: websockets)",
+    )
+    parser.add_argument(
         "-j", "--concurrency", type=int, default=2, help="cases run at once"
     )
     args = parser.parse_args(argv)
     started = time.monotonic()
-    with echo_server(args.daphne) as port:
+    with echo_server(args.daphne, ["--websocket-engine", args.engine]) as port:
         results = run_cases(port, selection(args.subset), args.concurrency)
         probes = [] if args.no_http1 else http1.run_probes(port)
     summary, totals = table(results)
-    print(f"Autobahn TestSuite ({args.subset}), by kosoku, against daphne:")
+    print(
+        f"Autobahn TestSuite ({args.subset}), by kosoku, against daphne "
+        f"(--websocket-engine {args.engine}):"
+    )
     print(summary)
     remarks = notes(results)
     if remarks:

@@ -259,6 +259,7 @@ class CommandLineInterface:
             websocket_max_message_size=options.websocket_max_message_size,
             websocket_max_frame_size=options.websocket_max_frame_size,
             ws_per_message_deflate=options.ws_per_message_deflate,
+            websocket_engine=options.websocket_engine,
             ping_interval=options.ping_interval,
             ping_timeout=options.ping_timeout,
             application_close_timeout=options.application_close_timeout,

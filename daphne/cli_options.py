@@ -17,6 +17,7 @@ from .config import (
     INTERFACES,
     RELOAD_EXCLUDE,
     RELOAD_INCLUDE,
+    WEBSOCKET_ENGINES,
     Config,
 )
 
@@ -301,6 +302,13 @@ def _add_websocket_options(parser: argparse.ArgumentParser, defaults: Config) ->
         help="agree to permessage-deflate compression when a client offers it "
         "(--no-ws-per-message-deflate: never); --websocket-max-message-size "
         "bounds the decompressed size (default: on)",
+    )
+    ws.add_argument(
+        "--websocket-engine",
+        choices=WEBSOCKET_ENGINES,
+        default=defaults.websocket_engine,
+        help="what frames WebSocket messages: the sans-IO protocol of "
+        "websockets, or autobahn's protocol (default: %(default)s)",
     )
     ws.add_argument(
         "--ping-interval",

@@ -22,6 +22,10 @@ MiB = 1024 * 1024
 #: The kinds of target daphne serves (``Config.interface``).
 INTERFACES = ("auto", "channel-layer", "asgi3", "asgi2")
 
+#: WebSocket framing engines (daphne/websocket/engine_*.py): autobahn's
+#: protocol, or the sans-IO protocol of websockets (the default).
+WEBSOCKET_ENGINES = ("autobahn", "websockets")
+
 #: The environment variable the command line reads ``--forwarded-allow-ips``
 #: from when the option is not given.
 FORWARDED_ALLOW_IPS_ENV = "DAPHNE_FORWARDED_ALLOW_IPS"
@@ -111,6 +115,8 @@ class Config:
     ws_deflate_window_bits: int = 12
     ws_deflate_mem_level: int = 5
     ws_deflate_level: int = 1
+    #: What frames and unframes messages (one of WEBSOCKET_ENGINES).
+    websocket_engine: str = "websockets"
     #: A ping goes out after this many seconds without traffic from the
     #: client (0: never) ...
     ping_interval: float = 20.0
@@ -230,6 +236,10 @@ class Config:
         self._validate_limits()
         if self.max_request_body_size is not None and self.max_request_body_size < 0:
             raise ConfigError("max_request_body_size must not be negative")
+        if self.websocket_engine not in WEBSOCKET_ENGINES:
+            raise ConfigError(
+                f"websocket_engine must be one of {', '.join(WEBSOCKET_ENGINES)}"
+            )
         if self.interface not in INTERFACES:
             raise ConfigError(f"interface must be one of {', '.join(INTERFACES)}")
         self.ws_protocols = tuple(self.ws_protocols)

@@ -1,5 +1,6 @@
-"""The Autobahn TestSuite's CI subset against a real daphne (kosoku drives
-the TestSuite's case files over real sockets).
+"""The Autobahn TestSuite's CI subset against a real daphne, with each
+WebSocket engine (kosoku drives the TestSuite's case files over real
+sockets).
 
 Every case of sections 1-10 and cases 1-5 and 11 of each compression group
 (12.x, 13.x): about 30 s. ``make conformance`` runs all 517. A case that is
@@ -17,13 +18,15 @@ from pathlib import Path
 import pytest
 
 from conformance import autobahn, http1
+from daphne.config import WEBSOCKET_ENGINES
 
 DAPHNE = str(Path(sys.executable).with_name("daphne"))
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.timeout(300)
-def test_autobahn_ci_subset_has_no_failed_or_unimplemented_case():
+@pytest.mark.parametrize("engine", WEBSOCKET_ENGINES)
+def test_autobahn_ci_subset_has_no_failed_or_unimplemented_case(engine):
     pytest.importorskip(
         "kosoku", reason="kosoku (the Autobahn TestSuite runner) is not installed"
     )
@@ -39,6 +42,8 @@ def test_autobahn_ci_subset_has_no_failed_or_unimplemented_case():
             "--subset",
             "ci",
             "--no-http1",
+            "--engine",
+            engine,
             "--daphne",
             DAPHNE,
         ],

@@ -1,4 +1,5 @@
-"""permessage-deflate (RFC 7692) over real sockets, against a real daphne.
+"""permessage-deflate (RFC 7692) over real sockets, against a real daphne
+(with each WebSocket engine).
 
 The ``websockets`` client offers compression as browsers do; a raw socket
 sends exact offers and hand-made compressed frames (a decompression bomb,
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.sync.client import connect
 
+from daphne.config import WEBSOCKET_ENGINES
 from daphne.websocket.deflate import DeflateSettings, negotiate
 from daphne.websocket.handshake import HandshakeError, extension_offers
 from tests.clients import (
@@ -49,10 +51,17 @@ WS_APPS = "tests.ws_apps:application"
 LAYER_APP = "tests.layer_apps:channel_layer"
 
 
-@pytest.fixture(scope="module")
-def server():
-    """daphne with a 64 KiB message limit (frames up to 1 MiB)."""
-    with run_daphne("--websocket-max-message-size", "65536", app=WS_APPS) as running:
+@pytest.fixture(scope="module", params=WEBSOCKET_ENGINES)
+def server(request):
+    """daphne with a 64 KiB message limit (frames up to 1 MiB), with each
+    WebSocket engine."""
+    with run_daphne(
+        "--websocket-max-message-size",
+        "65536",
+        "--websocket-engine",
+        request.param,
+        app=WS_APPS,
+    ) as running:
         yield running
 
 
@@ -356,7 +365,7 @@ def test_what_is_agreed_follows_the_settings():
     assert agreed.header == (
         b"permessage-deflate; server_max_window_bits=10; client_max_window_bits=10"
     )
-    assert (agreed.codec.server_max_window_bits, agreed.codec.mem_level) == (10, 3)
+    assert (agreed.terms.server_window, agreed.terms.mem_level) == (10, 3)
 
 
 header_text = st.lists(
@@ -385,14 +394,16 @@ def test_any_extensions_header_parses_or_is_refused_and_negotiation_never_raises
         assert extension_offers([agreed.header])[0][0] == "permessage-deflate"
 
 
-def test_the_codec_inflates_at_most_one_byte_past_the_limit_then_skips():
+def test_the_autobahn_codec_inflates_at_most_one_byte_past_the_limit_then_skips():
     """The bound is the codec's own (not only autobahn's budget): a piece that
     would inflate to 16 MiB yields at most limit + 1 bytes, then an error; the
     rest of the frame is skipped so the close handshake can be read."""
     from autobahn.exception import PayloadExceededError
 
+    from daphne.websocket.engine_autobahn import BoundedDeflate
+
     agreed = negotiate([("permessage-deflate", {})], DeflateSettings())
-    codec = agreed.codec
+    codec = BoundedDeflate.from_terms(agreed.terms)
     codec.limit = 1000
     codec.start_decompress_message()
     with pytest.raises(PayloadExceededError):

@@ -20,7 +20,7 @@ from ..access import format_client
 from ..config import Config
 from ..hosts import Host
 from ..http.exchange import HTTPExchange
-from ..websocket.engine import EngineFactory
+from ..websocket.engines import engine_factory
 from .http1 import HTTP11Connection
 from .limits import Limits
 
@@ -43,7 +43,7 @@ class HTTPFactory(protocol.ServerFactory):
         self.reactor = reactor
         self.access_log = access_log
         #: The WebSocket framing engines' shared options.
-        self.engines = EngineFactory(config, reactor)
+        self.engines = engine_factory(config, reactor)
         #: --limit-concurrency and --limit-max-requests (None: neither is set).
         self.limits = Limits.for_config(config, reactor)
         self.connections: set[HTTP11Connection] = set()

@@ -5,6 +5,9 @@ framing engine behind an adapter.
   ``websocket`` scope and the ``101`` answer;
 * :mod:`.session`: one socket's state, timers and events, between the
   connection it runs on and its application instance;
-* :mod:`.engine`: autobahn, which frames and unframes messages; every private
-  autobahn hook lives in that one module.
+* :mod:`.engine`: the seam to the framing engine, which frames and unframes
+  messages: :mod:`.engine_websockets` (websockets' sans-IO protocol, the
+  default) or :mod:`.engine_autobahn`, each the one module that knows its
+  library's private hooks; :mod:`.engines` picks one;
+* :mod:`.deflate`: permessage-deflate negotiation, for either engine.
 """

@@ -1,15 +1,16 @@
-"""permessage-deflate (RFC 7692): choosing what to agree to, and the codec.
+"""permessage-deflate (RFC 7692): choosing what to agree to.
 
 The client's offers are parsed by :func:`.handshake.extension_offers`; this
 module picks the first ``permessage-deflate`` offer it can accept (an offer
 with unknown, repeated or out-of-range parameters is declined, RFC 7692
 section 5.1), and builds the ``Sec-WebSocket-Extensions`` answer from the
-very parameters the codec then runs with, so the 101 says exactly what was
-agreed.
+very :class:`Terms` each engine's codec then runs with, so the 101 says
+exactly what was agreed, whichever engine runs the socket.
 
-autobahn validates offers (:class:`PerMessageDeflateOffer`) and drives the
-codec from its framing; :class:`BoundedDeflate` is its ``PerMessageDeflate``
-with two server choices:
+autobahn's :class:`PerMessageDeflateOffer` checks the parameters of an offer.
+The codecs are the engines' own (``BoundedDeflate`` in
+:mod:`.engine_autobahn`, ``BoundedPerMessageDeflate`` in
+:mod:`.engine_websockets`), built from the same terms and bounds:
 
 * memory: a 4 KiB window (12 bits) and ``memLevel`` 5 for the compressor, and
   a 12-bit window asked of clients that allow it, keep the zlib state of an
@@ -17,22 +18,17 @@ with two server choices:
   than the client offers; never larger);
 * inflation is bounded: a frame is inflated at most one byte past what is
   left of ``websocket_max_message_size``, so a small frame that would inflate
-  to gigabytes closes the socket with 1009 after that much, not after all.
+  to gigabytes closes the socket with 1009 after that much, not after all;
+  data that does not inflate closes it with 1007.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-import zlib
 from typing import Any
 
-from autobahn.exception import PayloadCorruptError, PayloadExceededError
-from autobahn.websocket.compress import (
-    PerMessageDeflate,
-    PerMessageDeflateOffer,
-    PerMessageDeflateOfferAccept,
-)
+from autobahn.websocket.compress import PerMessageDeflateOffer
 
 from ..config import Config
 
@@ -76,104 +72,36 @@ class DeflateSettings:
         )
 
 
-class BoundedDeflate(PerMessageDeflate):
-    """autobahn's permessage-deflate codec, with a chosen compression level
-    and an inflater that never produces more than the message may hold."""
+@dataclasses.dataclass(frozen=True)
+class Terms:
+    """What was agreed for one socket, whatever the engine's codec."""
 
-    #: zlib level of the compressor.
-    level: int = zlib.Z_DEFAULT_COMPRESSION
+    #: Window of the server's compressor (9..15).
+    server_window: int
+    #: Window the client was asked to keep to; 0: not asked (up to 15).
+    client_window: int
+    #: The server starts every message with a fresh compressor.
+    server_no_context_takeover: bool
+    #: zlib level and memLevel of the compressor.
+    level: int
+    mem_level: int
     #: Largest decompressed message (0: no limit).
-    limit: int = 0
+    limit: int
 
-    def start_compress_message(self) -> None:
-        compressor = self.compressor
-        if compressor is None or self.server_no_context_takeover:
-            self.compressor = zlib.compressobj(
-                self.level, zlib.DEFLATED, -self.server_max_window_bits, self.mem_level
-            )
-
-    def compress_message_data(self, data: bytes) -> bytes:
-        return self.compressor.compress(data)
-
-    def end_compress_message(self) -> bytes:
-        # RFC 7692 7.2.1: flush to a byte boundary and drop the empty
-        # stored block's 00 00 ff ff tail.
-        data = self.compressor.flush(zlib.Z_SYNC_FLUSH)[:-4]
-        if self.server_no_context_takeover:
-            self.compressor = None  # (its next message starts afresh anyway)
-        return data
-
-    def start_decompress_message(self) -> None:
-        inflater = self.inflater
-        # A sender may end its stream with a final block (RFC 7692 7.2.3.4):
-        # what follows is a new stream, with no context to take over.
-        if inflater is None or self.client_no_context_takeover or inflater.eof:
-            self.inflater = zlib.decompressobj(-self.client_max_window_bits)
-        self.inflated = 0
-
-    def decompress_message_data(
-        self, data: bytes, max_output_len: int | None = None
-    ) -> bytes:
-        """Inflate one piece of a message, at most one byte past its budget
-        (what is left of the message limit, or autobahn's own budget)."""
-        if self.failed:
-            # autobahn has sent its close (1009 or 1007) and reads on to the
-            # client's answer; the rest of the bad frame is skipped here.
-            # (Raising again would stop it at the same frame for good.)
-            return b""
-        budget = self.limit - self.inflated if self.limit else None
-        if max_output_len is not None and (budget is None or max_output_len < budget):
-            budget = max_output_len
-        try:
-            if budget is None:
-                out = self.inflater.decompress(data)
-            else:
-                # (max_length 0 means "no limit" to zlib: ask one more byte
-                # than the budget, so that too much shows as len > budget.)
-                out = self.inflater.decompress(data, max(budget, 0) + 1)
-        except zlib.error as exc:
-            self.failed = True
-            raise PayloadCorruptError(
-                f"invalid permessage-deflate data: {exc}"
-            ) from exc
-        self.inflated += len(out)
-        if budget is not None and len(out) > budget:
-            self.failed = True
-            raise PayloadExceededError(
-                "WebSocket message larger than the limit once decompressed"
-            )
-        return out
-
-    def end_decompress_message(self) -> None:
-        if self.failed:
-            return
-        try:
-            # The 00 00 ff ff the sender removed (RFC 7692 7.2.2).
-            self.inflater.decompress(b"\x00\x00\xff\xff")
-        except zlib.error as exc:
-            self.failed = True
-            raise PayloadCorruptError(
-                f"invalid permessage-deflate data: {exc}"
-            ) from exc
-        if self.client_no_context_takeover:
-            self.inflater = None
-
-    # autobahn's codec keeps its zlib objects in _compressor/_decompressor;
-    # this one keeps its own, set up lazily (an idle socket that never sent a
-    # message holds no compressor).
-    compressor: Any = None
-    inflater: Any = None
-    inflated: int = 0
-    #: Set once a message was refused: nothing more is inflated.
-    failed: bool = False
+    @property
+    def inflate_window(self) -> int:
+        """Window of the inflater for the client's messages."""
+        return self.client_window or MAX_WINDOW_BITS
 
 
 @dataclasses.dataclass(frozen=True)
 class Agreement:
-    """An accepted offer: the codec for the socket and the answer's value."""
+    """An accepted offer: its terms, the answer's value, and (from the
+    engine's factory) the engine's codec for the socket."""
 
-    codec: BoundedDeflate
+    terms: Terms
     header: bytes
+    codec: Any = None
 
 
 def _window_bits(values: list[Any]) -> int | None:
@@ -208,24 +136,23 @@ def accept_offer(params: dict[str, list[Any]], settings: DeflateSettings) -> Agr
     client_window = 0
     if offer.accept_max_window_bits:
         client_window = min(client_bits or ours, ours)
-    accept = PerMessageDeflateOfferAccept(
-        offer,
-        request_max_window_bits=client_window,
-        window_bits=server_window,
+    terms = Terms(
+        server_window=server_window,
+        client_window=client_window,
+        server_no_context_takeover=bool(offer.request_no_context_takeover),
+        level=settings.level,
         mem_level=settings.mem_level,
+        limit=settings.max_message_size,
     )
-    codec = BoundedDeflate.create_from_offer_accept(True, accept)
-    codec.level = settings.level
-    codec.limit = settings.max_message_size
     parts = [NAME]
-    if codec.server_no_context_takeover:
+    if terms.server_no_context_takeover:
         parts.append("server_no_context_takeover")
     if server_window != MAX_WINDOW_BITS or server_bits is not None:
         # (A server may state its window even if not asked: RFC 7692 7.1.2.1.)
         parts.append(f"server_max_window_bits={server_window}")
     if client_window:
         parts.append(f"client_max_window_bits={client_window}")
-    return Agreement(codec, "; ".join(parts).encode("ascii"))
+    return Agreement(terms, "; ".join(parts).encode("ascii"))
 
 
 def negotiate(offers: list[Offer], settings: DeflateSettings) -> Agreement | None:

@@ -1,50 +1,24 @@
-"""autobahn as daphne's WebSocket framing engine: the one file that knows its
-internals.
+"""The seam between a WebSocket session and its framing engine.
 
-daphne does the opening handshake itself (:mod:`.handshake`); autobahn only
-unframes and frames messages and runs the closing handshake. Every private
-autobahn name daphne relies on is used here and nowhere else, and
-``tests/test_websocket_engine.py`` fails loudly if an autobahn upgrade removes
-one. ``setup.py`` bounds autobahn's version for the same reason.
+daphne does the opening handshake itself (:mod:`.handshake`); an engine
+unframes and frames messages, checks the protocol and runs the closing
+handshake. Two engines implement this seam, each in a module of its own
+that is the only one to know its library's internals:
 
-The engine reports to its :class:`EngineOwner` (the session) and writes
-through the owner's connection; it never starts timers of its own.
+* :mod:`.engine_autobahn`: autobahn's ``WebSocketServerProtocol``;
+* :mod:`.engine_websockets`: the sans-IO ``Protocol`` of ``websockets``.
+
+:func:`engine_factory` picks one from ``Config.websocket_engine``. An engine
+reports to its :class:`EngineOwner` (the session) and writes through it; it
+never starts timers of its own.
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from autobahn.util import encode_truncate
-from autobahn.websocket.protocol import WebSocketProtocol as _Autobahn
-from twisted.python.failure import Failure
-
 from ..config import Config
-from .deflate import Agreement, BoundedDeflate, DeflateSettings, Offer, negotiate
-
-_OPEN = _Autobahn.STATE_OPEN
-_CLOSING = _Autobahn.STATE_CLOSING
-_CLOSED = _Autobahn.STATE_CLOSED
-
-#: The autobahn names this module uses beyond its public API; checked by the
-#: engine's tests so an upgrade that drops one fails there, not in production.
-PRIVATE_NAMES = (
-    "_connectionMade",
-    "_connectionLost",
-    "_dataReceived",
-    "_closeConnection",
-    "_onOpen",
-    "consumeData",
-    "processData",
-    "sendCloseFrame",
-    "send_queue",
-    "STATE_OPEN",
-    "STATE_CLOSING",
-    "STATE_CLOSED",
-    "CONFIG_ATTRS",
-    "_perMessageCompress",
-)
+from .deflate import Agreement, DeflateSettings, Offer
 
 
 class EngineOwner(Protocol):
@@ -60,205 +34,68 @@ class EngineOwner(Protocol):
 
     def unregister_producer(self) -> None: ...
 
-    def message(self, payload: bytes, binary: bool) -> None: ...
+    def message(self, payload: bytes, binary: bool) -> None:
+        """A whole message (text: valid UTF-8, checked by the engine)."""
 
-    def close_sent(self) -> None: ...
+    def close_sent(self) -> None:
+        """A close frame is going out (daphne's, a reply, or a protocol
+        error's): nothing but the closing handshake follows."""
 
-    def awaiting_close(self) -> None: ...
+    def awaiting_close(self) -> None:
+        """daphne started the closing handshake: the client should answer."""
 
-    def closed(self, code: int, reason: str) -> None: ...
-
-
-class EngineFactory(WebSocketServerFactory):
-    """autobahn's options for every WebSocket of one server.
-
-    autobahn's own timers (opening handshake, close handshake, auto-ping)
-    stay off: the session's timers replace them (autobahn's run on a batched
-    timer that rounds deadlines to whole seconds).
-    """
-
-    def __init__(self, config: Config, reactor: Any) -> None:
-        super().__init__(server=config.server_name, reactor=reactor)
-        #: The 101 answer's Server line (the handshake is daphne's).
-        self.server_header = (
-            b"Server: %s\r\n" % config.server_name.encode("latin-1")
-            if config.server_name
-            else None
-        )
-        self.setProtocolOptions(
-            maxFramePayloadSize=config.websocket_max_frame_size,
-            maxMessagePayloadSize=config.websocket_max_message_size,
-            # Oversize or invalid traffic gets a close frame with its code
-            # (1009, 1007, ...) instead of a silent TCP drop.
-            failByDrop=False,
-            echoCloseCodeReason=True,
-            openHandshakeTimeout=0,
-            closeHandshakeTimeout=0,
-            autoPingInterval=0,
-            webStatus=False,
-        )
-        # autobahn copies each option onto every connection unless its class
-        # already has it: a subclass carrying them saves ~1 KiB per socket.
-        # (Function options such as perMessageCompressionAccept must not
-        # become methods of that class.)
-        options = {}
-        for name in AutobahnEngine.CONFIG_ATTRS:
-            value = getattr(self, name)
-            options[name] = staticmethod(value) if callable(value) else value
-        self.protocol = type("AutobahnEngine", (AutobahnEngine,), options)
-        #: permessage-deflate: on or off, and its bounds.
-        self.deflate = DeflateSettings.from_config(config)
-
-    def negotiate(self, offers: list[Offer]) -> Agreement | None:
-        """The compression agreed for a client's extension offers, if any."""
-        return negotiate(offers, self.deflate)
-
-    def engine(
-        self,
-        owner: EngineOwner,
-        transport: Any,
-        subprotocol: str | None,
-        codec: BoundedDeflate | None = None,
-    ):
-        """An engine for a socket whose handshake daphne has completed (with
-        the permessage-deflate codec agreed in it, if any)."""
-        engine = self.protocol()
-        engine.factory = self
-        engine.open(owner, transport, subprotocol, codec)
-        return engine
+    def closed(self, code: int, reason: str) -> None:
+        """The connection is gone: 1006 if uncleanly, 1005 for a close frame
+        without a code, daphne's code if the client broke the protocol,
+        else the client's code and reason."""
 
 
-class AutobahnEngine(WebSocketServerProtocol):
+class Engine(Protocol):
     """One open WebSocket's framing, closing handshake and protocol checks."""
 
-    owner: EngineOwner
+    #: The socket is closed.
+    finished: bool
 
-    def open(
-        self,
-        owner: EngineOwner,
-        transport: Any,
-        subprotocol: str | None,
-        codec: BoundedDeflate | None = None,
-    ) -> None:
-        """Start in the OPEN state: the opening handshake is already done."""
-        self.owner = owner
-        self.transport = transport
-        self._connectionMade()
-        self.websocket_version = 13
-        self.websocket_protocols = []
-        self.websocket_protocol_in_use = subprotocol
-        self.websocket_extensions = []
-        self.websocket_extensions_in_use = [] if codec is None else [codec]
-        # autobahn unframes RSV1 (compressed) messages, and inflates them,
-        # only with a codec in place.
-        self._perMessageCompress = codec
-        self.http_headers = {}
-        self.inside_message = False
-        self.current_frame = None
-        self.state = _OPEN
-
-    # -- used by the session --------------------------------------------------
-
-    def feed(self, data: bytes) -> None:
-        self._dataReceived(data)
+    def feed(self, data: bytes) -> None: ...
 
     def resume(self) -> None:
-        """Unframe what was held back while reading was paused."""
-        if self.data and self.state != _CLOSED:
-            self.consumeData()
+        """Unframe what was held back while the owner paused reading."""
 
-    @property
-    def finished(self) -> bool:
-        """The socket is closed (``is_closed`` is autobahn's Deferred)."""
-        return self.state == _CLOSED
-
-    def send_message(self, payload: bytes, binary: bool) -> None:
-        codec = self._perMessageCompress
-        if codec is None:
-            self.sendFrame(opcode=2 if binary else 1, payload=payload)
-            return
-        # (autobahn's sendMessage would refuse a message whose compressed
-        # size exceeds the incoming limit; outgoing messages have none.)
-        codec.start_compress_message()
-        payload = codec.compress_message_data(payload) + codec.end_compress_message()
-        self.sendFrame(opcode=2 if binary else 1, payload=payload, rsv=4)
+    def send_message(self, payload: bytes, binary: bool) -> None: ...
 
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake."""
-        reason_bytes = encode_truncate(reason, 123) if reason else None
-        self.sendCloseFrame(code=code, reasonUtf8=reason_bytes, isReply=False)
 
-    def ping(self) -> None:
-        self.sendPing()
+    def ping(self) -> None: ...
 
     def drop(self) -> None:
-        """Abort the TCP connection (no close handshake)."""
-        self.dropConnection(abort=True)
+        """Abort the TCP connection (no closing handshake)."""
 
-    def connection_lost(self, reason: Failure) -> None:
-        self._connectionLost(reason)  # autobahn calls onClose
+    def connection_lost(self, reason: Any) -> None:
+        """The transport is gone: report ``closed()`` to the owner."""
 
-    # -- autobahn's callbacks -------------------------------------------------
 
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self.owner.message(payload, isBinary)
+class EngineFactory(Protocol):
+    """One server's engine options; builds an engine per accepted socket."""
 
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        if not wasClean:
-            code, reason = 1006, None  # (autobahn's reason describes its state)
-        elif self.failedByMe and self.localCloseCode:
-            # The client broke the protocol (e.g. a reserved close code); what
-            # autobahn records as its code is not what happened.
-            code, reason = self.localCloseCode, None
-        elif code is None:
-            code = 1005  # a close frame without a status code
-        self.owner.closed(code, reason or "")
+    #: The 101 answer's Server line (the handshake is daphne's), or None.
+    server_header: bytes | None
+    #: permessage-deflate: on or off, and its bounds.
+    deflate: DeflateSettings
 
-    # -- autobahn's hooks, overridden ------------------------------------------
+    def negotiate(self, offers: list[Offer]) -> Agreement | None:
+        """The compression agreed for a client's extension offers (with this
+        engine's codec), if any."""
 
-    def consumeData(self) -> None:
-        # autobahn would unframe everything buffered at once; stop between
-        # frames while the application's queue is full, so the backlog stays
-        # raw bytes (at most one read) rather than a growing list of events.
-        if self.state != _OPEN and self.state != _CLOSING:
-            return  # closed: nothing more is read
-        owner = self.owner
-        while not owner.read_paused and self.processData() and self.state != _CLOSED:
-            pass
+    def engine(
+        self, owner: EngineOwner, transport: Any, subprotocol: str | None, codec=None
+    ) -> Engine:
+        """An engine for a socket whose handshake daphne has completed (with
+        the permessage-deflate codec agreed in it, if any)."""
 
-    # autobahn's hot path formats debug-log arguments, counts traffic
-    # statistics and fires observers on every read, write and message; daphne
-    # uses none of that. These overrides keep its behaviour without the cost
-    # (about a tenth of an echo round trip).
 
-    def _dataReceived(self, data: bytes) -> None:
-        self.data += data
-        self.consumeData()
-
-    def onMessageEnd(self) -> None:
-        if not self.failedByMe:
-            self.onMessage(b"".join(self.message_data), self.message_is_binary)
-        self.message_data = None
-
-    def sendData(self, data: bytes, sync: bool = False, chopsize=None) -> None:
-        if sync or chopsize or self.send_queue:
-            super().sendData(data, sync, chopsize)
-        else:
-            self.owner.send(data)
-
-    def sendCloseFrame(
-        self, code: int | None = None, reasonUtf8: bytes | None = None, isReply=False
-    ) -> None:
-        # Every close frame goes out here, daphne's and autobahn's own (1009,
-        # 1007, replies): from now on nothing but the close handshake is sent.
-        if self.state == _OPEN:
-            self.owner.close_sent()
-        super().sendCloseFrame(code, reasonUtf8, isReply)
-        if not isReply and self.state == _CLOSING:
-            self.owner.awaiting_close()
-
-    def unregisterProducer(self) -> None:
-        self.owner.unregister_producer()  # (the connection registered itself)
-
-    def _closeConnection(self, abort: bool = False) -> None:
-        self.owner.close_transport(abort)
+def server_header(config: Config) -> bytes | None:
+    """The ``Server`` line of the 101 answer, or None."""
+    if not config.server_name:
+        return None
+    return b"Server: %s\r\n" % config.server_name.encode("latin-1")

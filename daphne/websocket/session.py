@@ -30,7 +30,7 @@ from ..access import describe_client, format_client
 from ..config import Config
 from ..hosts import ASGIProtocolError, ClientDisconnected, Event, Host, Instance
 from ..http.exchange import HTTPExchange
-from .engine import AutobahnEngine, EngineFactory
+from .engine import Engine, EngineFactory
 from .handshake import accept_headers, extension_offers, response_head
 
 logger = logging.getLogger(__name__)
@@ -216,7 +216,7 @@ class WebSocketSession:
         #: The client's Sec-WebSocket-Key, for the accept key.
         self.key = key
         self.engines = engines
-        self.engine: AutobahnEngine | None = None
+        self.engine: Engine | None = None
         self.phase = Phase.HANDSHAKE
         self.instance: Instance | None = None
         #: The HTTP exchange answering a refused handshake.
