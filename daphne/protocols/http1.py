@@ -164,7 +164,9 @@ class HTTP11Connection(WebSocketCarrier, HTTP2Handover, protocol.Protocol):
         if reader.in_head and self.request is None:
             if self.deadline_kind is not HEAD_DEADLINE:
                 self.set_deadline(HEAD_DEADLINE, self.config.request_head_timeout)
-        else:
+        elif reader.parsing is not None:
+            # (Checked here too: a read usually ends with the request whole,
+            # and this saves the call.)
             self.arm_body_deadline()
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
@@ -353,7 +355,8 @@ class HTTP11Connection(WebSocketCarrier, HTTP2Handover, protocol.Protocol):
             keep_alive = False
         self.request = None
         # A full queue of an instance that is done must not stall the next one.
-        self.resume_for(APP_PAUSE)
+        if self.read_pauses:
+            self.resume_for(APP_PAUSE)
         if not keep_alive or self.closing or self.draining:
             self.close()
             return
