@@ -86,6 +86,34 @@ class Writer(Protocol):
         """The connection's clock (its reactor's ``seconds``)."""
 
 
+# What _start_response does with a response header, by its name as the
+# application spells it (an application sends the same names, the same bytes
+# objects even, on every response: one look-up instead of a lower() and a
+# comparison with each name below). Bounded like the header memos in utils.
+KEEP, DATE, SERVER, CONTENT_LENGTH, TRANSFER_ENCODING, CONNECTION = range(6)
+RESPONSE_NAMES = {
+    b"content-length": CONTENT_LENGTH,
+    b"transfer-encoding": TRANSFER_ENCODING,
+    b"connection": CONNECTION,
+    b"date": DATE,
+    b"server": SERVER,
+}
+_response_kinds: dict[bytes, int] = {}
+RESPONSE_KINDS_SIZE = 256
+
+
+def response_kind(name: bytes) -> int:
+    """What the server makes of a (valid) response header name."""
+    kind = _response_kinds.get(name)
+    if kind is None:
+        kind = RESPONSE_NAMES.get(name.lower(), KEEP)
+        if len(name) <= 64:
+            if len(_response_kinds) >= RESPONSE_KINDS_SIZE:
+                _response_kinds.clear()
+            _response_kinds[name] = kind
+    return kind
+
+
 def _bad_status(status: Any) -> bool:
     return (
         not isinstance(status, int)
@@ -236,20 +264,24 @@ class HTTPExchange:
                 problem = header_problem(name, value)
                 if problem is not None:
                     self.fail(f"Response {problem}")
-                lower = name.lower()
-                if lower == b"content-length":
+                kind = _response_kinds.get(name)
+                if kind is None:
+                    kind = response_kind(name)
+                if kind == KEEP:
+                    pass
+                elif kind == CONTENT_LENGTH:
                     if not value.strip().isdigit() or self.length is not None:
                         self.fail(f"Invalid response Content-Length {value!r}")
                     self.length = int(value)
-                elif lower == b"transfer-encoding":
+                elif kind == TRANSFER_ENCODING:
                     continue  # framing is the server's job
-                elif lower == b"connection":
+                elif kind == CONNECTION:
                     # Persistence is the server's call; it sends the one header.
                     app_close = app_close or b"close" in value.lower()
                     continue
-                elif lower == b"date":
+                elif kind == DATE:
                     app_date = True
-                elif lower == b"server":
+                else:  # SERVER
                     app_server = True
                 pairs.append((name, value))
         except (TypeError, ValueError):
