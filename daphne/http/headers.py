@@ -11,7 +11,8 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 from ..config import Config
-from ..utils import _valid_values, is_valid_header_value, is_valid_host
+from ..utils import _valid_values as valid_values
+from ..utils import is_valid_header_value, is_valid_host
 from .errors import HeadersTooLarge, HTTPError, PayloadTooLarge
 
 #: The size a field costs against ``max_request_head_size``: its name and
@@ -137,7 +138,7 @@ class RequestHead:
             raise HeadersTooLarge("Too many request header fields")
         # (The memo inline: most values passed before, and a call costs more
         # than the look-up.)
-        if value not in _valid_values and not is_valid_header_value(value):
+        if value not in valid_values and not is_valid_header_value(value):
             raise HTTPError(f"Invalid character in header {name.decode('latin-1')}")
         # Parsers strip leading whitespace only (RFC 9110 section 5.5).
         value = value.rstrip(b" \t")
