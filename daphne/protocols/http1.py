@@ -329,7 +329,7 @@ class HTTP11Connection(WebSocketCarrier, HTTP2Handover, protocol.Protocol):
         if not more:
             if self.deadline_kind is BODY_DEADLINE:
                 self.deadline_kind = None
-            if request is self.request:
+            if request is self.request and self.config.http_timeout is not None:
                 self.arm_http_timer()
 
     def begin(self, request: HTTPExchange) -> None:
@@ -341,7 +341,8 @@ class HTTP11Connection(WebSocketCarrier, HTTP2Handover, protocol.Protocol):
         if limits is not None and not limits.admit_request(self, request):
             return
         self.running[request] = None
-        self.arm_http_timer()
+        if self.config.http_timeout is not None:
+            self.arm_http_timer()
         request.start(self.host)
         if self.write_paused:
             request.instance.pause_sending()

@@ -236,7 +236,13 @@ class RequestReader(RequestHead):
         request = self.parsing
         self.parsing = None
         request.body_complete = True
-        self.flush_body(more=False, request=request)
+        # (flush_body, inline: most requests end here.)
+        body = self.partial_body
+        if body is None:
+            body = b""
+        else:
+            self.partial_body = None
+        self.conn.body_received(request, body, False)
 
     def flush_body(self, more: bool, request: HTTPExchange | None = None) -> None:
         body, self.partial_body = self.partial_body, None
