@@ -326,14 +326,20 @@ class HTTPExchange:
         self.instance = None  # break the exchange <-> instance cycle early
         self.writer.application_ended(self)
         # (Cancellation is a BaseException, not an Exception: not an error.)
-        if isinstance(exc, Exception) and not isinstance(exc, ASGIProtocolError):
+        if (
+            exc is not None
+            and isinstance(exc, Exception)
+            and not isinstance(exc, ASGIProtocolError)
+        ):
             logger.error(
                 "Exception inside application handling %s %s",
                 self.scope["method"],
                 self.log_target,
                 exc_info=exc,
             )
-        if self.finished or self.gone:
+        # (self.finished, inline: a property is a call.)
+        state = self.state
+        if state is DONE or state is FAILED or self.gone:
             return
         if exc is None:
             logger.error(
