@@ -32,6 +32,7 @@ class ResponseWriter:
 
     __slots__ = (
         "conn",
+        "factory",
         "send",
         "server_header",
         "log_exchange",
@@ -43,6 +44,7 @@ class ResponseWriter:
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
+        self.factory = conn.factory
         self.send = conn.send
         self.server_header = conn.factory.server_header
         self.log_exchange = conn.factory.log_exchange
@@ -185,5 +187,6 @@ class ResponseWriter:
                 request.log_target,
             )
             request.keep_alive = False
-        self.log_exchange(request)
+        if self.factory.access_log is not None:  # (no call when it is off)
+            self.log_exchange(request)
         self.conn.finish(request, request.keep_alive)
