@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from daphne.hosts import ASGIProtocolError
+from daphne.http import exchange as exchange_module
 from daphne.http.exchange import HTTPExchange, ResponseState
 
 SCOPE = {"method": "GET", "raw_path": b"/x", "query_string": b"", "type": "http"}
@@ -90,6 +91,43 @@ def test_server_owned_headers_are_dropped_and_noted():
     ex.handle_reply(body())
     assert calls[0][2] == ((b"Date", b"d"), (b"Server", b"s"))
     assert (ex.app_close, ex.app_date, ex.app_server) == (True, True, True)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.sampled_from(
+        [b"content-length", b"transfer-encoding", b"connection", b"date", b"server"]
+    ),
+    st.lists(st.booleans(), min_size=1, max_size=20),
+)
+def test_server_owned_names_are_known_in_any_case(name, upper):
+    """The names the server reads are found however the application spells
+    them, the first time and from the memo of names seen."""
+    spelled = bytes(
+        c - 32 if flip and 97 <= c <= 122 else c
+        for c, flip in zip(name, upper * len(name), strict=False)
+    )
+    for _ in range(2):
+        assert (
+            exchange_module.response_kind(spelled)
+            == (exchange_module.RESPONSE_NAMES[name])
+        )
+
+
+def test_the_memo_of_response_names_is_bounded():
+    for index in range(3 * exchange_module.RESPONSE_KINDS_SIZE):
+        name = b"x-name-%d" % index
+        assert exchange_module.response_kind(name) == exchange_module.KEEP
+        assert len(exchange_module._response_kinds) <= (
+            exchange_module.RESPONSE_KINDS_SIZE
+        )
+    long_name = b"x" * 65
+    exchange_module.response_kind(long_name)
+    assert long_name not in exchange_module._response_kinds
+    # (A name seen before the memo was emptied is classified again, right.)
+    assert exchange_module.response_kind(b"Content-Length") == (
+        exchange_module.CONTENT_LENGTH
+    )
 
 
 @pytest.mark.parametrize("status", [204, 304])

@@ -108,7 +108,9 @@ class AppInstance:
         self.kill_call: Any = None
         #: The connection is gone: sends are dropped.
         self.gone = False
-        self.task = host.loop.create_task(self._run(scope))
+        # (host._loop first: the property is a call, on every request.)
+        loop = host._loop if host._loop is not None else host.loop
+        self.task = loop.create_task(self._run(scope))
 
     async def _run(self, scope: Scope) -> None:
         try:

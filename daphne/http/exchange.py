@@ -14,6 +14,8 @@ import logging
 from typing import Any, NoReturn, Protocol
 
 from ..hosts import ASGIProtocolError, Event, Host, Instance
+from ..utils import _valid_names as valid_names
+from ..utils import _valid_values as valid_values
 from ..utils import header_problem
 
 logger = logging.getLogger(__name__)
@@ -84,6 +86,34 @@ class Writer(Protocol):
 
     def seconds(self) -> float:
         """The connection's clock (its reactor's ``seconds``)."""
+
+
+# What _start_response does with a response header, by its name as the
+# application spells it (an application sends the same names, the same bytes
+# objects even, on every response: one look-up instead of a lower() and a
+# comparison with each name below). Bounded like the header memos in utils.
+KEEP, DATE, SERVER, CONTENT_LENGTH, TRANSFER_ENCODING, CONNECTION = range(6)
+RESPONSE_NAMES = {
+    b"content-length": CONTENT_LENGTH,
+    b"transfer-encoding": TRANSFER_ENCODING,
+    b"connection": CONNECTION,
+    b"date": DATE,
+    b"server": SERVER,
+}
+_response_kinds: dict[bytes, int] = {}
+RESPONSE_KINDS_SIZE = 256
+
+
+def response_kind(name: bytes) -> int:
+    """What the server makes of a (valid) response header name."""
+    kind = _response_kinds.get(name)
+    if kind is None:
+        kind = RESPONSE_NAMES.get(name.lower(), KEEP)
+        if len(name) <= 64:
+            if len(_response_kinds) >= RESPONSE_KINDS_SIZE:
+                _response_kinds.clear()
+            _response_kinds[name] = kind
+    return kind
 
 
 def _bad_status(status: Any) -> bool:
@@ -225,7 +255,8 @@ class HTTPExchange:
 
     def _start_response(self, event: Event) -> None:
         status = event.get("status")
-        if _bad_status(status):
+        # (A plain int in range passes without the call.)
+        if not (type(status) is int and 200 <= status <= 599) and _bad_status(status):
             self.fail(f"Invalid response status {status!r}")
         # One pass over the headers: validate, note what the server must know,
         # and drop the ones only the server may send.
@@ -233,23 +264,35 @@ class HTTPExchange:
         app_date = app_server = app_close = False
         try:
             for name, value in event.get("headers", ()):
-                problem = header_problem(name, value)
-                if problem is not None:
-                    self.fail(f"Response {problem}")
-                lower = name.lower()
-                if lower == b"content-length":
+                # (header_problem's memo of checked names and values read
+                # inline: the same headers come back on every response.)
+                if (
+                    type(name) is not bytes
+                    or type(value) is not bytes
+                    or name not in valid_names
+                    or value not in valid_values
+                ):
+                    problem = header_problem(name, value)
+                    if problem is not None:
+                        self.fail(f"Response {problem}")
+                kind = _response_kinds.get(name)
+                if kind is None:
+                    kind = response_kind(name)
+                if kind == KEEP:
+                    pass
+                elif kind == CONTENT_LENGTH:
                     if not value.strip().isdigit() or self.length is not None:
                         self.fail(f"Invalid response Content-Length {value!r}")
                     self.length = int(value)
-                elif lower == b"transfer-encoding":
+                elif kind == TRANSFER_ENCODING:
                     continue  # framing is the server's job
-                elif lower == b"connection":
+                elif kind == CONNECTION:
                     # Persistence is the server's call; it sends the one header.
                     app_close = app_close or b"close" in value.lower()
                     continue
-                elif lower == b"date":
+                elif kind == DATE:
                     app_date = True
-                elif lower == b"server":
+                else:  # SERVER
                     app_server = True
                 pairs.append((name, value))
         except (TypeError, ValueError):
@@ -284,14 +327,20 @@ class HTTPExchange:
         self.instance = None  # break the exchange <-> instance cycle early
         self.writer.application_ended(self)
         # (Cancellation is a BaseException, not an Exception: not an error.)
-        if isinstance(exc, Exception) and not isinstance(exc, ASGIProtocolError):
+        if (
+            exc is not None
+            and isinstance(exc, Exception)
+            and not isinstance(exc, ASGIProtocolError)
+        ):
             logger.error(
                 "Exception inside application handling %s %s",
                 self.scope["method"],
                 self.log_target,
                 exc_info=exc,
             )
-        if self.finished or self.gone:
+        # (self.finished, inline: a property is a call.)
+        state = self.state
+        if state is DONE or state is FAILED or self.gone:
             return
         if exc is None:
             logger.error(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 from ..config import Config
+from ..utils import _valid_values as valid_values
 from ..utils import is_valid_header_value, is_valid_host
 from .errors import HeadersTooLarge, HTTPError, PayloadTooLarge
 
@@ -44,6 +45,31 @@ COMMON_NAMES = {
         b"x-real-ip",
     )
 }
+
+
+# What RequestHead.add does with a lower-case name beyond keeping it: PLAIN
+# names are only passed on, the others are read by the server too. A name
+# found here has no underscore; one dict look-up replaces that search and a
+# comparison with each name the server reads.
+PLAIN, HOST, CONTENT_LENGTH, TRANSFER_ENCODING, EXPECT, UPGRADE, ROOT_PATH = range(7)
+NAME_KINDS = {name: PLAIN for name in COMMON_NAMES}
+NAME_KINDS.update(
+    {
+        b"host": HOST,
+        b"content-length": CONTENT_LENGTH,
+        b"transfer-encoding": TRANSFER_ENCODING,
+        b"expect": EXPECT,
+        b"upgrade": UPGRADE,
+        b"daphne-root-path": ROOT_PATH,
+        b"content-type": PLAIN,
+        b"referer": PLAIN,
+        b"if-none-match": PLAIN,
+        b"if-modified-since": PLAIN,
+        b"x-requested-with": PLAIN,
+        b"x-forwarded-host": PLAIN,
+        b"x-forwarded-port": PLAIN,
+    }
+)
 
 
 def share_common_names(headers: list[tuple[bytes, bytes]]) -> None:
@@ -110,40 +136,47 @@ class RequestHead:
         self.count += 1
         if self.count > config.max_request_headers:
             raise HeadersTooLarge("Too many request header fields")
-        if not is_valid_header_value(value):
+        # (The memo inline: most values passed before, and a call costs more
+        # than the look-up.)
+        if value not in valid_values and not is_valid_header_value(value):
             raise HTTPError(f"Invalid character in header {name.decode('latin-1')}")
         # Parsers strip leading whitespace only (RFC 9110 section 5.5).
         value = value.rstrip(b" \t")
         name = name.lower()
-        # (find, not "in": bytes "in" first tries its operand as an integer,
-        # raising and clearing a TypeError, dearer than the search itself.)
-        if name.find(b"_") != -1:
-            # A proxy may treat X_Foo and X-Foo as the same header; drop
-            # them so one cannot masquerade as the other.
-            return
-        if name == b"host":
+        kind = NAME_KINDS.get(name)
+        if kind is None:
+            # (find, not "in": bytes "in" first tries its operand as an
+            # integer, raising and clearing a TypeError, dearer than the
+            # search itself.)
+            if name.find(b"_") != -1:
+                # A proxy may treat X_Foo and X-Foo as the same header; drop
+                # them so one cannot masquerade as the other.
+                return
+        elif kind == HOST:
             self.host_count += 1
             if self.host_count > 1:
                 raise HTTPError("Duplicate Host header")
             if not is_valid_host(value):
                 raise HTTPError("Malformed Host header")
-        elif name == b"content-length":
+        elif kind == PLAIN:
+            pass
+        elif kind == CONTENT_LENGTH:
             self.content_length = int(value)  # the parser has validated it
             limit = config.max_request_body_size
             if limit is not None and self.content_length > limit:
                 raise PayloadTooLarge("Request body too large")
-        elif name == b"transfer-encoding":
+        elif kind == TRANSFER_ENCODING:
             if self.transfer_encoding is not None:
                 raise HTTPError("Duplicate Transfer-Encoding header")
             self.transfer_encoding = value
-        elif name == b"expect":
+        elif kind == EXPECT:
             self.expect_continue = value.lower() == b"100-continue"
-        elif name == b"upgrade":
+        elif kind == UPGRADE:
             # (Several Upgrade lines are one list.)
             self.upgrade_websocket = self.upgrade_websocket or any(
                 token.strip().lower() == b"websocket" for token in value.split(b",")
             )
-        elif name == b"daphne-root-path":
+        else:  # ROOT_PATH
             self.root_path = unquote(value.decode("latin-1"))
             return
         self.headers.append((name, value))

@@ -164,7 +164,9 @@ class HTTP11Connection(WebSocketCarrier, HTTP2Handover, protocol.Protocol):
         if reader.in_head and self.request is None:
             if self.deadline_kind is not HEAD_DEADLINE:
                 self.set_deadline(HEAD_DEADLINE, self.config.request_head_timeout)
-        else:
+        elif reader.parsing is not None:
+            # (Checked here too: a read usually ends with the request whole,
+            # and this saves the call.)
             self.arm_body_deadline()
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
@@ -327,7 +329,7 @@ class HTTP11Connection(WebSocketCarrier, HTTP2Handover, protocol.Protocol):
         if not more:
             if self.deadline_kind is BODY_DEADLINE:
                 self.deadline_kind = None
-            if request is self.request:
+            if request is self.request and self.config.http_timeout is not None:
                 self.arm_http_timer()
 
     def begin(self, request: HTTPExchange) -> None:
@@ -339,7 +341,8 @@ class HTTP11Connection(WebSocketCarrier, HTTP2Handover, protocol.Protocol):
         if limits is not None and not limits.admit_request(self, request):
             return
         self.running[request] = None
-        self.arm_http_timer()
+        if self.config.http_timeout is not None:
+            self.arm_http_timer()
         request.start(self.host)
         if self.write_paused:
             request.instance.pause_sending()
@@ -353,7 +356,8 @@ class HTTP11Connection(WebSocketCarrier, HTTP2Handover, protocol.Protocol):
             keep_alive = False
         self.request = None
         # A full queue of an instance that is done must not stall the next one.
-        self.resume_for(APP_PAUSE)
+        if self.read_pauses:
+            self.resume_for(APP_PAUSE)
         if not keep_alive or self.closing or self.draining:
             self.close()
             return

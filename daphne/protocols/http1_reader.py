@@ -188,7 +188,18 @@ class RequestReader(RequestHead):
             check_transfer_codings(te)
         request = HTTPExchange(
             conn.writer,
-            self.scope(method, version),
+            # (self.scope, inline: one call less on every request.)
+            build_scope(
+                self.config,
+                self,
+                method,
+                self.url,
+                version,
+                conn.client,
+                conn.server,
+                conn.scheme,
+                conn.proxy,
+            ),
             parser.should_keep_alive(),
             self.expect_continue and version == "1.1",
         )
@@ -225,7 +236,13 @@ class RequestReader(RequestHead):
         request = self.parsing
         self.parsing = None
         request.body_complete = True
-        self.flush_body(more=False, request=request)
+        # (flush_body, inline: most requests end here.)
+        body = self.partial_body
+        if body is None:
+            body = b""
+        else:
+            self.partial_body = None
+        self.conn.body_received(request, body, False)
 
     def flush_body(self, more: bool, request: HTTPExchange | None = None) -> None:
         body, self.partial_body = self.partial_body, None

@@ -32,6 +32,7 @@ class ResponseWriter:
 
     __slots__ = (
         "conn",
+        "factory",
         "send",
         "server_header",
         "log_exchange",
@@ -43,6 +44,7 @@ class ResponseWriter:
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
+        self.factory = conn.factory
         self.send = conn.send
         self.server_header = conn.factory.server_header
         self.log_exchange = conn.factory.log_exchange
@@ -80,8 +82,12 @@ class ResponseWriter:
         keep_alive = request.keep_alive and not (
             conn.closing or conn.draining or request.app_close
         )
-        head.extend([b"%s: %s\r\n" % pair for pair in request.headers])
+        # (A loop, not a list comprehension: on Python 3.11 a comprehension
+        # makes a function and a frame on every call.)
+        for pair in request.headers:
+            head.append(b"%s: %s\r\n" % pair)
         http11 = request.scope["http_version"] == "1.1"
+        chunked = False
         if request.length is None and not request.no_body:
             if not more:
                 # One-part response: frame it with a length, not chunks.
@@ -89,6 +95,7 @@ class ResponseWriter:
                 head.append(b"content-length: %d\r\n" % len(body))
             elif http11:
                 head.append(b"transfer-encoding: chunked\r\n")
+                chunked = True
             else:
                 keep_alive = False  # close-delimited (RFC 9112 section 6.3)
         if not request.body_complete:
@@ -97,14 +104,23 @@ class ResponseWriter:
             keep_alive = False
         request.keep_alive = keep_alive
         request.expect_continue = False
-        self.common_headers(head, request.app_date, request.app_server, keep_alive)
-        if keep_alive and not http11:
+        # The headers every response gets unless the application set them
+        # (common_headers, inline: this runs for every response).
+        if not request.app_date:
+            head.append(b"date: %s\r\n" % http_date())
+        server = self.server_header
+        if server is not None and not request.app_server:
+            head.append(server)
+        if not keep_alive:
+            head.append(b"connection: close\r\n")
+        elif not http11:
             head.append(b"connection: keep-alive\r\n")
         head.append(b"\r\n")
         if body:
-            head.append(self.frame(request, body, more))
-        elif not more and self.chunked(request):
-            head.append(LAST_CHUNK)
+            if chunked:
+                head.append(b"%x\r\n%s\r\n" % (len(body), body))
+            else:
+                head.append(body)
         self.send(b"".join(head))
         if not more:
             self.response_done(request)
@@ -171,5 +187,6 @@ class ResponseWriter:
                 request.log_target,
             )
             request.keep_alive = False
-        self.log_exchange(request)
+        if self.factory.access_log is not None:  # (no call when it is off)
+            self.log_exchange(request)
         self.conn.finish(request, request.keep_alive)
