@@ -446,7 +446,17 @@ def main(argv: list[str] | None = None) -> int:
 
     main_versions = distributions(
         paths.bin("main") / "python",
-        ["daphne", "twisted", "uvloop", "httptools", "channels_redis", "redis"],
+        [
+            "daphne",
+            "twisted",
+            "websockets",
+            "autobahn",
+            "uvloop",
+            "httptools",
+            "h2",
+            "channels_redis",
+            "redis",
+        ],
     )
     peer_versions = distributions(
         paths.peers_python,
