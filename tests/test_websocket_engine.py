@@ -271,6 +271,47 @@ def test_the_frame_limit_is_enforced_too():
         assert close_of(owner).code == 1009, kind
 
 
+def test_control_frames_between_fragments_do_not_count_toward_the_message(
+    engine_and_owner,
+):
+    """RFC 6455 5.4: a ping may come between fragments even when less than a
+    control frame's size is left of the message's limit (1024 here)."""
+    engine, owner = engine_and_owner
+    engine.feed(frame(Opcode.BINARY, b"a" * 1000, fin=False))
+    engine.feed(frame(Opcode.PING, b"p" * 50))
+    engine.feed(frame(Opcode.CONT, b"b" * 24))
+    assert owner.messages == [(b"a" * 1000 + b"b" * 24, True)]
+    (pong,) = owner.frames()
+    assert (pong.opcode, pong.data) == (Opcode.PONG, b"p" * 50)
+    # One byte more than the limit is still refused, by the data frame.
+    engine.feed(frame(Opcode.BINARY, b"a" * 1000, fin=False))
+    engine.feed(frame(Opcode.PING, b"p" * 50))
+    engine.feed(frame(Opcode.CONT, b"b" * 25))
+    assert owner.messages[1:] == []
+    assert close_of(owner).code == 1009
+
+
+def test_a_close_after_a_message_filling_its_limit_is_the_clients(engine_and_owner):
+    engine, owner = engine_and_owner
+    engine.feed(frame(Opcode.BINARY, b"a" * 1020, fin=False))
+    engine.feed(frame(Opcode.CLOSE, Close(1000, "bye bye bye bye").serialize()))
+    assert close_of(owner).code == 1000
+    engine.connection_lost(None)
+    assert owner.events[-1] == ("closed", 1000, "bye bye bye bye")
+
+
+def test_a_frame_limit_under_a_control_frames_size_leaves_control_frames_be():
+    for kind in WEBSOCKET_ENGINES:
+        engine, owner = make_engine(kind, websocket_max_frame_size=10)
+        engine.feed(frame(Opcode.PING, b"p" * 100))
+        (pong,) = owner.frames()
+        assert (pong.opcode, pong.data) == (Opcode.PONG, b"p" * 100), kind
+        engine.feed(
+            frame(Opcode.CLOSE, Close(1000, "a reason of 25 characters").serialize())
+        )
+        assert close_of(owner).code == 1000, kind
+
+
 def test_a_ping_is_answered_and_pings_go_out(engine_and_owner):
     engine, owner = engine_and_owner
     engine.feed(frame(Opcode.PING, b"hello"))

@@ -82,6 +82,20 @@ SYNC_TAIL = b"\x00\x00\xff\xff"
 #: the code).
 MAX_REASON = 123
 
+#: A control frame's largest payload (RFC 6455 section 5.5). Control frames
+#: may come between a message's fragments (section 5.4) and never count
+#: toward its size.
+MAX_CONTROL = 125
+
+
+def _with_room_for_control(limit: int | None) -> int | None:
+    """The limit websockets gets: it applies its limits to every frame,
+    control frames included, so they never fall below a control frame's
+    size; :meth:`WebSocketsEngine.recv_frame` checks data frames against
+    daphne's own limits."""
+    return None if limit is None else max(limit, MAX_CONTROL)
+
+
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 #: What websockets' parser waits in between frames.
@@ -158,8 +172,20 @@ class WebSocketsEngine(Protocol):
         subprotocol: str | None,
         codec: BoundedPerMessageDeflate | None = None,
     ) -> None:
-        super().__init__(SERVER, state=OPEN, max_size=max_size, logger=logger)
+        message_limit, frame_limit = max_size
+        super().__init__(
+            SERVER,
+            state=OPEN,
+            max_size=(
+                _with_room_for_control(message_limit),
+                _with_room_for_control(frame_limit),
+            ),
+            logger=logger,
+        )
         self.owner = owner
+        #: daphne's limits for data: the largest message and the largest
+        #: frame (the factory's tuple, shared by every socket).
+        self.limits = max_size
         #: Largest payload feed()'s shortcut takes (at most 125: a length
         #: that fits the frame's second byte).
         self.fast_limit = min([125, *(limit for limit in max_size if limit)])
@@ -170,9 +196,10 @@ class WebSocketsEngine(Protocol):
         # own logs, which daphne does not use: 232 bytes an idle socket.)
         self.extensions = () if codec is None else (codec,)
         self.id = None
-        #: A fragmented message so far: its pieces, whether it is binary, and
-        #: (text) the decoder that checks its UTF-8 frame by frame.
-        self.partial: tuple[list[bytes], bool, Any] | None = None
+        #: A fragmented message so far: its pieces, whether it is binary,
+        #: (text) the decoder that checks its UTF-8 frame by frame, and its
+        #: size.
+        self.partial: tuple[list[bytes], bool, Any, int] | None = None
         #: While the owner pauses reading: the raw bytes not unframed yet.
         self.held: bytearray | None = None
         #: The code daphne closed with because the client broke the protocol.
@@ -399,34 +426,52 @@ class WebSocketsEngine(Protocol):
                 self.flush(answer)
             return
         data = frame.data
+        message_limit, frame_limit = self.limits
+        size = len(data)
+        if frame_limit is not None and size > frame_limit:
+            raise PayloadTooBig(None, frame_limit)  # (read whole: 1009)
         if opcode is CONT:
             partial = self.partial
             if partial is None:
                 raise ProtocolError("unexpected continuation frame")
-            fragments, binary, utf8 = partial
+            fragments, binary, utf8, size = partial
+            size += len(data)
+            if message_limit is not None and size > message_limit:
+                raise PayloadTooBig(None, message_limit)
             if utf8 is not None:
                 utf8.decode(data, frame.fin)  # UnicodeDecodeError: 1007
             fragments.append(data)
             if not frame.fin:
-                self.current_size += len(data)
+                self.partial = (fragments, binary, utf8, size)
+                self.current_size = self.counted(size)
                 return
             self.current_size = self.partial = None
             data = b"".join(fragments)
         else:
             if self.partial is not None:
                 raise ProtocolError("expected a continuation frame")
+            if message_limit is not None and size > message_limit:
+                raise PayloadTooBig(None, message_limit)
             binary = opcode is BINARY
             if not frame.fin:
                 utf8 = None
                 if not binary:
                     utf8 = _utf8_decoder()
                     utf8.decode(data, False)  # UnicodeDecodeError: 1007
-                self.partial = ([data], binary, utf8)
-                self.current_size = len(data)
+                self.partial = ([data], binary, utf8, size)
+                self.current_size = self.counted(size)
                 return
             if not binary:
                 data.decode()  # UnicodeDecodeError: 1007
         self.deliver(data, binary)
+
+    def counted(self, size: int) -> int:
+        """What websockets is told of a fragmented message's size so far: it
+        limits the next frame to what is left, and that must leave room for
+        a control frame (the data frame is then checked against the real
+        limit in :meth:`recv_frame`, so a message can still not exceed it)."""
+        limit = self.max_message_size  # (websockets', at least MAX_CONTROL)
+        return size if limit is None else min(size, limit - MAX_CONTROL)
 
     def deliver(self, data: bytes, binary: bool) -> None:
         """A whole message to the owner; stop if it pauses reading."""
