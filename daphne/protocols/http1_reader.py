@@ -163,52 +163,7 @@ class RequestReader(RequestHead):
             # the next request: a proxy and daphne would disagree on framing.
             raise HTTPError("Upgrade requests must not have a body")
         method = parser.get_method().decode("ascii")
-        if self.upgrade_websocket and upgrade:
-            if conn.request is not None:
-                raise HTTPError("WebSocket upgrade behind an unanswered request")
-            self.method = method
-            self.websocket_scope = websocket_scope(self.scope(method, version))
-            conn.deadline_kind = None
-            return
-        if (
-            upgrade
-            and conn.request is None
-            and conn.factory.h2c
-            and conn.scheme == "http"
-        ):
-            settings = h2c_settings(self.headers)
-            if settings is not None:
-                self.h2c = (self.scope(method, version), settings)
-                conn.deadline_kind = None
-                return
-        if te is not None and version == "1.0":
-            # RFC 9112 6.1: an HTTP/1.0 peer may frame this differently.
-            raise HTTPError("Transfer-Encoding in an HTTP/1.0 request")
-        if te is not None and te.strip().lower() != b"chunked":
-            check_transfer_codings(te)
-        request = HTTPExchange(
-            conn.writer,
-            # (self.scope, inline: one call less on every request.)
-            build_scope(
-                self.config,
-                self,
-                method,
-                self.url,
-                version,
-                conn.client,
-                conn.server,
-                conn.scheme,
-                conn.proxy,
-            ),
-            parser.should_keep_alive(),
-            self.expect_continue and version == "1.1",
-        )
-        self.parsing = request
-        conn.head_received(request)
-
-    def scope(self, method: str, version: str) -> dict:
-        conn = self.conn
-        return build_scope(
+        scope = build_scope(
             self.config,
             self,
             method,
@@ -219,6 +174,37 @@ class RequestReader(RequestHead):
             conn.scheme,
             conn.proxy,
         )
+        if self.upgrade_websocket and upgrade:
+            if conn.request is not None:
+                raise HTTPError("WebSocket upgrade behind an unanswered request")
+            self.method = method
+            self.websocket_scope = websocket_scope(scope)
+            conn.deadline_kind = None
+            return
+        if (
+            upgrade
+            and conn.request is None
+            and conn.factory.h2c
+            and conn.scheme == "http"
+        ):
+            settings = h2c_settings(self.headers)
+            if settings is not None:
+                self.h2c = (scope, settings)
+                conn.deadline_kind = None
+                return
+        if te is not None and version == "1.0":
+            # RFC 9112 6.1: an HTTP/1.0 peer may frame this differently.
+            raise HTTPError("Transfer-Encoding in an HTTP/1.0 request")
+        if te is not None and te.strip().lower() != b"chunked":
+            check_transfer_codings(te)
+        request = HTTPExchange(
+            conn.writer,
+            scope,
+            parser.should_keep_alive(),
+            self.expect_continue and version == "1.1",
+        )
+        self.parsing = request
+        conn.head_received(request)
 
     def on_body(self, body: bytes) -> None:
         request = self.parsing
