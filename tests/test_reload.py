@@ -134,6 +134,37 @@ def test_include_adds_watched_files(tmp_path):
         assert first["version"] == "v1"
 
 
+def test_the_server_starts_once_the_watches_are_in_place(tmp_path, monkeypatch):
+    """A change saved as soon as the server answers is seen: the child
+    starts only after the watcher's first report (its watches exist)."""
+    import types
+
+    from daphne import reloader
+
+    order: list[str] = []
+
+    def watch(*paths, stop_event, **options):
+        order.append("watching")
+        yield set()  # the first report: nothing changed since the watches
+        order.append("second report")
+        stop_event.set()
+        yield set()
+
+    monkeypatch.setitem(sys.modules, "watchfiles", types.SimpleNamespace(watch=watch))
+    monkeypatch.setattr(reloader.signal, "signal", lambda *args: None)
+    server = reloader.Reloader(
+        [sys.executable, "-c", "import time; time.sleep(30)"],
+        [tmp_path],
+        reloader.ChangeFilter([tmp_path]),
+        grace=5,
+    )
+    start = server.start
+    monkeypatch.setattr(server, "start", lambda: (order.append("start"), start()))
+    assert server.run() == 0
+    assert order == ["watching", "start", "second report"]
+    assert server.child is None  # stopped on the way out
+
+
 def run_cli(*args: str, code: str = "") -> subprocess.CompletedProcess:
     """``daphne ARGS`` through ``python -c``, after ``code``."""
     program = f"{code}\nfrom daphne.__main__ import main\nmain()"
