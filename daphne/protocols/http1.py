@@ -118,7 +118,7 @@ class HTTP11Connection(WebSocketCarrier, HTTP2Handover, protocol.Protocol):
         self.deadline = 0.0
         self.deadline_kind: Deadline | None = None
         #: The -t/--http-timeout timer of the request being answered (it
-        #: outlives requests answered in time; see begin).
+        #: outlives requests answered in time; see begin): None, or pending.
         self.http_timer: Any = None
 
     # -- Twisted protocol ------------------------------------------------------
@@ -175,9 +175,7 @@ class HTTP11Connection(WebSocketCarrier, HTTP2Handover, protocol.Protocol):
         if self.timer is not None and self.timer.active():
             self.timer.cancel()
         self.timer = None
-        if self.http_timer is not None and self.http_timer.active():
-            self.http_timer.cancel()
-        self.http_timer = None
+        self.stop_http_timer()
         current = self.request
         if current is not None:
             current.gone = True
@@ -299,12 +297,18 @@ class HTTP11Connection(WebSocketCarrier, HTTP2Handover, protocol.Protocol):
         if timeout is None:
             return
         # One timer per connection, moved on for each request: a reset costs
-        # a twentieth of a new call and its cancellation.
+        # a twentieth of a new call and its cancellation. (It is None once
+        # fired or cancelled, so a timer here is pending.)
         timer = self.http_timer
-        if timer is not None and timer.active():
+        if timer is not None:
             timer.reset(timeout)
         else:
             self.http_timer = self.reactor.callLater(timeout, self.http_timed_out)
+
+    def stop_http_timer(self) -> None:
+        timer, self.http_timer = self.http_timer, None
+        if timer is not None:
+            timer.cancel()
 
     def http_timed_out(self) -> None:
         self.http_timer = None

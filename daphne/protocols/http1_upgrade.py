@@ -11,6 +11,7 @@ HTTP with an exchange of the connection.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ..access import describe_client
@@ -30,14 +31,12 @@ class WebSocketCarrier:
     reader: Any
     writer: Any
     request: HTTPExchange | None
-    http_timer: Any
     websocket: WebSocketSession | None
+    stop_http_timer: Callable[[], None]
 
     def start_websocket(self, rest: bytes) -> None:
         """Hand the connection to a WebSocket; ``rest`` follows the head."""
-        if self.http_timer is not None and self.http_timer.active():
-            self.http_timer.cancel()  # (the WebSocket has timers of its own)
-        self.http_timer = None
+        self.stop_http_timer()  # (the WebSocket has timers of its own)
         reader = self.reader
         scope = reader.websocket_scope
         try:

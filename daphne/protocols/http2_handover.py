@@ -19,6 +19,7 @@ import base64
 import binascii
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from .http2 import H2Connection
@@ -129,16 +130,14 @@ class HTTP2Handover:
     scheme: str
     deadline_kind: Any
     websocket: Any
-    http_timer: Any
+    stop_http_timer: Callable[[], None]
 
     def watch_for_http2(self) -> None:
         """Send the first read to a :class:`FirstRead` (from connectionMade)."""
         self.websocket = FirstRead(self)
 
     def take_over(self) -> H2Connection:
-        if self.http_timer is not None and self.http_timer.active():
-            self.http_timer.cancel()
-        self.http_timer = None
+        self.stop_http_timer()
         # HTTP/1.1's deadlines end here: HTTP/2 has an idle timer of its own.
         self.deadline_kind = None
         self.reader = None
